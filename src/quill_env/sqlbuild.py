@@ -1,0 +1,44 @@
+"""Harness SQL built with sqlglot expressions (never f-strings): quoted names, inserts, counts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlglot import exp
+
+
+def table(name: str) -> exp.Table:
+    """A quoted table reference.
+
+    >>> table('order items').sql('sqlite')
+    '"order items"'
+    """
+    return exp.Table(this=exp.to_identifier(name, quoted=True))
+
+
+def column(name: str) -> exp.Column:
+    """A quoted column reference."""
+    return exp.Column(this=exp.to_identifier(name, quoted=True))
+
+
+def insert(name: str, columns: Sequence[str], *, dialect: str = "sqlite", ignore: bool = False) -> str:
+    """A parameterized INSERT for ``columns`` of table ``name``.
+
+    >>> insert("t", ["a", "b"], ignore=True)
+    'INSERT OR IGNORE INTO "t" ("a", "b") VALUES (?, ?)'
+    """
+    stmt = exp.Insert(
+        this=exp.Schema(this=table(name), expressions=[exp.to_identifier(c, quoted=True) for c in columns]),
+        expression=exp.Values(expressions=[exp.Tuple(expressions=[exp.Placeholder() for _ in columns])]),
+        alternative="IGNORE" if ignore else None,
+    )
+    return stmt.sql(dialect)
+
+
+def count_rows(name: str, dialect: str = "sqlite") -> str:
+    """``SELECT COUNT(*) FROM name``.
+
+    >>> count_rows("users")
+    'SELECT COUNT(*) FROM "users"'
+    """
+    return exp.select(exp.Count(this=exp.Star())).from_(table(name)).sql(dialect)

@@ -1,0 +1,261 @@
+"""Tasks and task suites (DESIGN §7): suites are data, loaded from ``envs/``.
+
+A suite is a directory with ``suite.json`` (name, version, seed, schema DDL, generator spec with
+scale tiers, variant settings) and ``tasks.jsonl`` (one task per line: id, query, reference
+action, pattern tags, split, optional ``output_columns`` and measured ``reference_speedup`` per
+scale). Databases are generated from the seed and cached on disk under ``QUILL_CACHE`` (default:
+the user cache dir), keyed by a hash of the spec, so a changed spec regenerates its data.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import apsw
+import platformdirs
+
+from quill_env import sqlbuild
+from quill_env._version import DATA_FORMAT
+from quill_env.datagen import generate_tables, spec_hash
+from quill_env.errors import SuiteError, UnknownNameError
+
+SPLITS = ("train", "test")
+SCALES = ("small", "medium", "large")
+VARIANT_SCALE = "variant"
+"""The generator tier that variant databases are sampled from."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """One optimization task: a slow query over a database, and (for suites) a reference.
+
+    Args:
+        id: unique id, ``<suite>/<name>``.
+        query: the slow query.
+        reference: the reference action (optional ``CREATE INDEX`` statements and a query).
+        patterns: optimization pattern tags.
+        split: ``train`` or ``test``.
+        suite: the suite name (``user`` for a user's own database).
+        schema: the schema (domain) name.
+        output_columns: the columns the application reads; when set, the rewrite must return
+            exactly these columns and is compared with the original projected onto them.
+        reference_speedup: the reference's measured speedup per scale tier.
+    """
+
+    id: str
+    query: str
+    reference: str | None = None
+    patterns: tuple[str, ...] = ()
+    split: str = "train"
+    suite: str = "user"
+    schema: str = "user"
+    output_columns: tuple[str, ...] | None = None
+    reference_speedup: Mapping[str, float] = field(default_factory=dict)
+    notes: str = ""
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], suite: str = "user", schema: str = "user") -> Task:
+        """Build a task from its JSON form (as in ``tasks.jsonl``)."""
+        try:
+            out = raw.get("output_columns")
+            return cls(
+                id=str(raw["id"]),
+                query=str(raw["query"]),
+                reference=raw.get("reference"),
+                patterns=tuple(raw.get("patterns", ())),
+                split=str(raw.get("split", "train")),
+                suite=str(raw.get("suite", suite)),
+                schema=str(raw.get("schema", schema)),
+                output_columns=tuple(out) if out else None,
+                reference_speedup=dict(raw.get("reference_speedup", {})),
+                notes=str(raw.get("notes", "")),
+            )
+        except KeyError as err:
+            raise SuiteError(f"task is missing field {err}: {dict(raw)!r:.200}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of the task."""
+        out = {
+            "id": self.id,
+            "suite": self.suite,
+            "schema": self.schema,
+            "split": self.split,
+            "patterns": list(self.patterns),
+            "query": self.query,
+            "reference": self.reference,
+            "reference_speedup": dict(self.reference_speedup),
+        }
+        if self.output_columns:
+            out["output_columns"] = list(self.output_columns)
+        if self.notes:
+            out["notes"] = self.notes
+        return out
+
+
+def cache_dir() -> Path:
+    """Where generated databases and baselines are cached (``QUILL_CACHE`` overrides)."""
+    root = os.environ.get("QUILL_CACHE") or platformdirs.user_cache_dir("quill")
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def suites_root() -> Path:
+    """The directory holding the shipped suites (inside the wheel, or ``envs/`` in a checkout)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "envs", here.parents[1] / "envs"):
+        if candidate.is_dir():
+            return candidate
+    raise SuiteError("cannot find the shipped task suites (envs/); is the installation complete?")
+
+
+class Suite:
+    """A task suite: schema, deterministic generator with scale tiers, and tasks."""
+
+    def __init__(self, spec: Mapping[str, Any], tasks: Iterable[Task], path: Path | None = None) -> None:
+        self.spec = dict(spec)
+        self.name: str = str(spec["name"])
+        self.version: str = str(spec.get("version", "1"))
+        self.description: str = str(spec.get("description", ""))
+        self.seed: int = int(spec.get("seed", 0))
+        self.ddl: list[str] = list(spec["schema"])
+        self.generator: dict[str, Any] = dict(spec["generator"])
+        self.default_scale: str = str(spec.get("default_scale", "medium"))
+        self.variant_count: int = int(spec.get("variants", {}).get("count", 8))
+        self.variant_rows: int = int(spec.get("variants", {}).get("rows_per_table", 40))
+        self.path = path
+        self.tasks: list[Task] = list(tasks)
+        ids = [t.id for t in self.tasks]
+        if len(set(ids)) != len(ids):
+            dup = sorted({i for i in ids if ids.count(i) > 1})
+            raise SuiteError(f"suite {self.name!r} has duplicate task ids: {dup[:5]}")
+        self._by_id = {t.id: t for t in self.tasks}
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Suite:
+        """Load a suite directory (``suite.json`` + ``tasks.jsonl``).
+
+        Raises:
+            SuiteError: a file is missing or malformed.
+        """
+        path = Path(path)
+        try:
+            spec = json.loads((path / "suite.json").read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise SuiteError(f"cannot read {path / 'suite.json'}: {err}") from None
+        tasks = []
+        tasks_file = path / "tasks.jsonl"
+        if tasks_file.exists():
+            for n, line in enumerate(tasks_file.read_text().splitlines(), 1):
+                if line.strip():
+                    try:
+                        raw = json.loads(line)
+                    except json.JSONDecodeError as err:
+                        raise SuiteError(f"{tasks_file}:{n}: {err}") from None
+                    tasks.append(
+                        Task.from_dict(raw, suite=spec["name"], schema=spec.get("schema_name", spec["name"]))
+                    )
+        return cls(spec, tasks, path)
+
+    # --- lookup ----------------------------------------------------------------------------
+
+    @property
+    def scales(self) -> list[str]:
+        """The scale tiers every table defines (variant tier excluded)."""
+        tiers = [set(t["rows"]) for t in self.generator["tables"].values()]
+        common = set.intersection(*tiers) if tiers else set()
+        return [s for s in SCALES if s in common]
+
+    def task(self, task_id: str) -> Task:
+        """The task with ``task_id`` (the ``<suite>/`` prefix is optional)."""
+        key = task_id if "/" in task_id else f"{self.name}/{task_id}"
+        if key not in self._by_id:
+            raise UnknownNameError("task", task_id, self._by_id)
+        return self._by_id[key]
+
+    def split(self, split: str | None) -> list[Task]:
+        """The tasks of a split (``None`` or ``all`` for every task)."""
+        if split in (None, "all"):
+            return list(self.tasks)
+        if split not in SPLITS:
+            raise UnknownNameError("split", str(split), (*SPLITS, "all"))
+        return [t for t in self.tasks if t.split == split]
+
+    @functools.cached_property
+    def data_hash(self) -> str:
+        """Hash of everything that determines the generated data."""
+        return spec_hash(DATA_FORMAT, self.ddl, self.generator, self.seed)
+
+    @functools.cached_property
+    def hash(self) -> str:
+        """Hash of the whole suite: data spec and tasks."""
+        return spec_hash(self.data_hash, [t.to_dict() for t in self.tasks])
+
+    # --- databases -------------------------------------------------------------------------
+
+    def database(self, scale: str | None = None, *, rebuild: bool = False) -> Path:
+        """Path of the generated database at ``scale``, building and caching it when needed."""
+        scale = scale or self.default_scale
+        if scale != VARIANT_SCALE and scale not in self.scales:
+            raise UnknownNameError("scale", scale, self.scales)
+        target = cache_dir() / "suites" / f"{self.name}-{self.data_hash}-{scale}.db"
+        if target.exists() and not rebuild:
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".db.tmp", dir=target.parent)
+        os.close(fd)
+        os.unlink(tmp)
+        try:
+            self._build(Path(tmp), scale)
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return target
+
+    def _build(self, path: Path, scale: str) -> None:
+        data = generate_tables(self.generator, scale, self.seed)
+        conn = apsw.Connection(str(path))
+        try:
+            conn.execute("PRAGMA journal_mode = OFF")
+            conn.execute("PRAGMA page_size = 4096")
+            with conn:
+                for ddl in self.ddl:
+                    conn.execute(ddl)
+                for table, columns in data.items():
+                    names = list(columns)
+                    conn.executemany(sqlbuild.insert(table, names), zip(*columns.values()))
+        finally:
+            conn.close()
+
+    def __repr__(self) -> str:
+        return f"Suite({self.name!r}, version={self.version!r}, tasks={len(self.tasks)})"
+
+
+@functools.cache
+def _load_suite(name: str) -> Suite:
+    root = suites_root()
+    path = root / name
+    if not (path / "suite.json").exists():
+        raise UnknownNameError("suite", name, list_suites())
+    return Suite.load(path)
+
+
+def list_suites() -> list[str]:
+    """Names of the shipped suites."""
+    root = suites_root()
+    return sorted(p.name for p in root.iterdir() if (p / "suite.json").exists())
+
+
+def get_suite(name: str | os.PathLike[str]) -> Suite:
+    """A shipped suite by name, or a suite directory by path."""
+    if isinstance(name, os.PathLike) or os.sep in str(name):
+        return Suite.load(name)
+    return _load_suite(str(name))

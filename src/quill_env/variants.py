@@ -1,0 +1,337 @@
+"""Adversarial variant databases for test-suite verification (DESIGN §3).
+
+A rewrite is correct only if it matches the original on the main database *and* on K small
+variants of the same schema. Variants start from a sample of a source database (the user's own
+database, or a suite generator's tiny tier) and are then mutated adversarially while respecting
+the declared constraints (NOT NULL, PRIMARY KEY, UNIQUE, foreign keys) and each column's observed
+value domain: NULLs where NULL is allowed, duplicated child rows, parents without children,
+empty tables, values equal to the query's literals and their neighbours, and many ties.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import sqlglot
+from sqlglot import exp
+
+from quill_env import sqlbuild
+from quill_env.backends.base import TableInfo
+from quill_env.backends.sqlite import SQLiteBackend
+
+Data = dict[str, list[dict[str, object]]]
+"""Table name -> rows as column dicts."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One variant database: its mutation recipe and serialized image."""
+
+    name: str
+    image: bytes
+
+
+def _topological(tables: dict[str, TableInfo]) -> list[TableInfo]:
+    done: list[TableInfo] = []
+    seen: set[str] = set()
+
+    def visit(key: str, stack: tuple[str, ...] = ()) -> None:
+        if key in seen or key in stack or key not in tables:
+            return
+        for fk in tables[key].foreign_keys:
+            visit(fk.ref_table.lower(), (*stack, key))
+        seen.add(key)
+        done.append(tables[key])
+
+    for key in tables:
+        visit(key)
+    return [t for t in done if not t.is_view]
+
+
+def query_literals(
+    sql: str, tables: dict[str, TableInfo], dialect: str = "sqlite"
+) -> dict[tuple[str, str], list[object]]:
+    """Literals the query compares columns with, by ``(table, column)``.
+
+    >>> from quill_env import sqlbuild
+    from quill_env.backends.base import TableInfo, ColumnInfo
+    >>> t = TableInfo("orders", (ColumnInfo("total", "REAL", False, 0),), (), (), 0, "")
+    >>> query_literals("SELECT * FROM orders o WHERE o.total >= 100", {"orders": t})
+    {('orders', 'total'): [100]}
+    """
+    try:
+        tree = sqlglot.parse_one(sql, read=dialect)
+    except (sqlglot.errors.ParseError, sqlglot.errors.TokenError):
+        return {}
+    aliases = {t.alias_or_name.lower(): t.name.lower() for t in tree.find_all(exp.Table)}
+    found: dict[tuple[str, str], list[object]] = {}
+
+    def owners(col: exp.Column) -> list[str]:
+        if col.table:
+            name = aliases.get(col.table.lower(), col.table.lower())
+            return [name] if name in tables else []
+        return [k for k, t in tables.items() if col.name.lower() in (c.lower() for c in t.column_names)]
+
+    def literal_value(node: exp.Expression) -> object:
+        neg = isinstance(node, exp.Neg)
+        node = node.this if neg else node
+        if not isinstance(node, exp.Literal):
+            return None
+        if node.is_string:
+            return node.this
+        try:
+            num = float(node.this)
+        except ValueError:
+            return None
+        num = int(num) if num.is_integer() and "." not in node.this else num
+        return -num if neg else num
+
+    def add(col: exp.Expression, lit: exp.Expression) -> None:
+        if not isinstance(col, exp.Column):
+            return
+        value = literal_value(lit)
+        if value is None:
+            return
+        for table in owners(col):
+            real = next((c for c in tables[table].column_names if c.lower() == col.name.lower()), None)
+            if real is not None:
+                bucket = found.setdefault((tables[table].name, real), [])
+                if value not in bucket:
+                    bucket.append(value)
+
+    for node in tree.find_all(exp.Binary):
+        if isinstance(node, (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Like)):
+            add(node.left, node.right)
+            add(node.right, node.left)
+    for node in tree.find_all(exp.Between):
+        add(node.this, node.args["low"])
+        add(node.this, node.args["high"])
+    for node in tree.find_all(exp.In):
+        for item in node.expressions:
+            add(node.this, item)
+    return found
+
+
+def _neighbours(value: object) -> list[object]:
+    """The value itself and its immediate neighbours in its own domain (dates stay dates)."""
+    if isinstance(value, bool):
+        return [value]
+    if isinstance(value, int):
+        return [value, value - 1, value + 1]
+    if isinstance(value, float):
+        return [value, value - 0.01, value + 0.01]
+    if isinstance(value, str):
+        for fmt, step in (("%Y-%m-%d", dt.timedelta(days=1)), ("%Y-%m-%d %H:%M:%S", dt.timedelta(seconds=1))):
+            try:
+                parsed = dt.datetime.strptime(value, fmt)
+            except ValueError:
+                continue
+            return [value, (parsed - step).strftime(fmt), (parsed + step).strftime(fmt)]
+        return [value]
+    return [value]
+
+
+class VariantBuilder:
+    """Derive adversarial variants from a source database.
+
+    Args:
+        source: the database to sample from (never modified).
+        rows_per_table: the most rows sampled per table.
+        seed: makes the variants deterministic.
+    """
+
+    MUTATIONS: tuple[str, ...] = (
+        "sample", "nulls", "duplicates", "childless", "boundary", "ties", "empty", "combined",
+    )  # fmt: skip
+
+    def __init__(self, source: SQLiteBackend, *, rows_per_table: int = 40, seed: int = 0) -> None:
+        self.source = source
+        self.rows_per_table = rows_per_table
+        self.seed = seed
+        self.tables = {k: v for k, v in source.tables().items() if not v.is_view}
+        self.order = _topological(self.tables)
+
+    # --- sampling --------------------------------------------------------------------------
+
+    def sample(self, rng: np.random.Generator) -> Data:
+        """Sample rows table by table, parents first, keeping children of sampled parents."""
+        conn = self.source.connection
+        data: Data = {}
+        for info in self.order:
+            table = sqlbuild.table(info.name)
+            fk = next(
+                (f for f in info.foreign_keys if f.ref_table.lower() in {t.lower() for t in data}), None
+            )
+            key_sql = exp.select("rowid").from_(table)
+            if fk is not None:
+                key_sql = key_sql.select(sqlbuild.column(fk.columns[0]))
+            keys = list(conn.execute(key_sql.sql("sqlite")))
+            if fk is not None:
+                parent = self.tables[fk.ref_table.lower()]
+                ref_col = (
+                    fk.ref_columns[0]
+                    if fk.ref_columns
+                    else parent.primary_key[0]
+                    if parent.primary_key
+                    else None
+                )
+                allowed = {r.get(ref_col) for r in data[parent.name]} if ref_col else set()
+                keys = [k for k in keys if k[1] is None or k[1] in allowed] or keys
+            n = min(self.rows_per_table, len(keys))
+            chosen = (
+                sorted(int(keys[i][0]) for i in rng.choice(len(keys), size=n, replace=False)) if n else []
+            )
+            rows: list[dict[str, object]] = []
+            names = info.column_names
+            for start in range(0, len(chosen), 500):
+                batch = chosen[start : start + 500]
+                select = (
+                    exp.select(*[sqlbuild.column(c) for c in names])
+                    .from_(table)
+                    .where(exp.column("rowid").isin(*batch))
+                )
+                rows += [dict(zip(names, r)) for r in conn.execute(select.sql("sqlite"))]
+            data[info.name] = rows
+        return data
+
+    # --- mutations -------------------------------------------------------------------------
+
+    def _nullable(self, info: TableInfo) -> list[str]:
+        return [c.name for c in info.columns if not c.notnull and not c.pk]
+
+    def _unique_columns(self, info: TableInfo) -> set[str]:
+        return {c for s in info.unique_sets for c in s}
+
+    def _fk_columns(self, info: TableInfo) -> set[str]:
+        return {c for f in info.foreign_keys for c in f.columns}
+
+    def _fresh_key(self, info: TableInfo, rows: list[dict[str, object]]) -> Callable[[dict], dict]:
+        """A function that gives a copy of a row fresh values in its unique columns."""
+        counter = {"n": 0}
+        maxima: dict[str, int] = {}
+        for col in self._unique_columns(info):
+            ints = [r[col] for r in rows if isinstance(r.get(col), int)]
+            maxima[col] = max(ints, default=0)
+
+        def fresh(row: dict) -> dict:
+            counter["n"] += 1
+            new = dict(row)
+            for col in self._unique_columns(info):
+                value = row.get(col)
+                if isinstance(value, int) or value is None:
+                    maxima[col] += 1
+                    new[col] = maxima[col]
+                elif isinstance(value, str):
+                    new[col] = f"{value}~{counter['n']}"
+                elif isinstance(value, float):
+                    new[col] = value + counter["n"] * 1e-3
+            return new
+
+        return fresh
+
+    def nulls(self, data: Data, rng: np.random.Generator) -> None:
+        """NULLs in 30% of every nullable column (join keys and filters included)."""
+        for info in self.order:
+            cols = self._nullable(info)
+            for row in data[info.name]:
+                for col in cols:
+                    if rng.random() < 0.3:
+                        row[col] = None
+
+    def duplicates(self, data: Data, rng: np.random.Generator) -> None:
+        """Duplicate rows (with fresh keys): duplicated children, repeated non-unique values."""
+        for info in self.order:
+            rows = data[info.name]
+            fresh = self._fresh_key(info, rows)
+            picks = [r for r in rows if rng.random() < 0.35]
+            rows += [fresh(r) for r in picks for _ in range(int(rng.integers(1, 3)))]
+
+    def childless(self, data: Data, rng: np.random.Generator) -> None:
+        """Parents without children: new parent rows nothing references, and emptied leaf tables."""
+        referenced = {f.ref_table.lower() for t in self.order for f in t.foreign_keys}
+        for info in self.order:
+            rows = data[info.name]
+            if info.name.lower() in referenced and rows:
+                fresh = self._fresh_key(info, rows)
+                rows += [fresh(rows[int(rng.integers(len(rows)))]) for _ in range(max(2, len(rows) // 4))]
+        leaves = [t for t in self.order if t.name.lower() not in referenced and t.foreign_keys]
+        if leaves:
+            data[leaves[int(rng.integers(len(leaves)))].name].clear()
+
+    def boundary(
+        self, data: Data, rng: np.random.Generator, literals: dict[tuple[str, str], list[object]]
+    ) -> None:
+        """Values equal to the query's literals, and their neighbours, in the compared columns."""
+        for (table, col), values in literals.items():
+            info = self.tables[table.lower()]
+            if col in self._unique_columns(info) or col in self._fk_columns(info):
+                continue
+            pool = [v for value in values for v in _neighbours(value)]
+            for row in data[info.name]:
+                if rng.random() < 0.5:
+                    row[col] = pool[int(rng.integers(len(pool)))]
+
+    def ties(self, data: Data, rng: np.random.Generator) -> None:
+        """Few distinct values in every non-unique, non-key column: ties and group collisions."""
+        for info in self.order:
+            rows = data[info.name]
+            skip = self._unique_columns(info) | self._fk_columns(info)
+            for col in info.column_names:
+                if col in skip or not rows:
+                    continue
+                observed = [r[col] for r in rows if r[col] is not None]
+                if not observed:
+                    continue
+                few = [
+                    observed[int(i)]
+                    for i in rng.choice(len(observed), size=min(2, len(observed)), replace=False)
+                ]
+                for row in rows:
+                    if row[col] is not None and rng.random() < 0.7:
+                        row[col] = few[int(rng.integers(len(few)))]
+
+    # --- assembly --------------------------------------------------------------------------
+
+    def build(self, sql: str | None = None, k: int | None = None) -> list[Variant]:
+        """Build ``k`` variants (default: one per mutation), aware of the query's literals."""
+        literals = query_literals(sql, self.tables) if sql else {}
+        names = self.MUTATIONS[: k or len(self.MUTATIONS)]
+        out = []
+        for i, name in enumerate(names):
+            rng = np.random.default_rng([self.seed, i])
+            data = self.sample(rng)
+            steps: Sequence[str] = {"combined": ("duplicates", "nulls", "boundary", "ties")}.get(
+                name, (name,)
+            )
+            for step in steps:
+                if step == "boundary":
+                    self.boundary(data, rng, literals)
+                elif step == "empty":
+                    for rows in data.values():
+                        rows.clear()
+                elif step != "sample":
+                    getattr(self, step)(data, rng)
+            out.append(Variant(name, self._materialize(data)))
+        return out
+
+    def _materialize(self, data: Data) -> bytes:
+        target = SQLiteBackend.empty()
+        conn = target.connection
+        with conn:
+            for info in self.order:
+                conn.execute(info.sql)
+                for index in info.indexes:
+                    if index.sql:
+                        conn.execute(index.sql)
+                names = info.column_names
+                rows = data[info.name]
+                if not rows:
+                    continue
+                text = sqlbuild.insert(info.name, names, ignore=True)
+                conn.executemany(text, [tuple(r[c] for c in names) for r in rows])
+        image = target.serialize()
+        target.close()
+        return image
