@@ -146,9 +146,10 @@ class EvalResult:
 
     @property
     def info(self) -> dict[str, Any]:
-        """The Gymnasium ``info`` dict of a step."""
+        """The Gymnasium ``info`` dict of a step (deterministic in ``work`` mode: no timings)."""
         out = self.to_dict()
         out.pop("reward")
+        out.pop("seconds")
         return out
 
 

@@ -135,21 +135,47 @@ def _check_functions(query: exp.Expression) -> None:
             name = _function_name(node)
             if name in DENIED_FUNCTIONS:
                 raise PolicyViolation(Verdict.REJECTED, f"function {name}() is not allowed")
-            if name in TIME_FUNCTIONS and not node.expressions and node.this is None:
-                raise PolicyViolation(
-                    Verdict.REJECTED, f"{name}() without arguments reads the clock; not allowed"
-                )
+            if _sqlite_name(node) in TIME_FUNCTIONS | {"strftime"}:
+                _check_time_arguments(node)
         if (
             isinstance(node, exp.Literal)
             and node.is_string
-            and node.this.strip().lower() in ("now", "localtime")
-            and isinstance(node.parent, (exp.Func, exp.Cast, exp.Anonymous))
+            and node.this.strip().lower() in ("now", "localtime", "utc")
         ):
             raise PolicyViolation(
                 Verdict.REJECTED, f"the time value {node.this!r} is non-deterministic; not allowed"
             )
         if isinstance(node, (exp.Placeholder, exp.Parameter)):
             raise PolicyViolation(Verdict.REJECTED, "bound parameters are not allowed")
+
+
+def _sqlite_name(node: exp.Func) -> str:
+    return node.sql("sqlite").split("(", 1)[0].strip().lower()
+
+
+def _check_time_arguments(node: exp.Func) -> None:
+    """Date functions read the clock with no argument or a time value of 'now' (or 'localtime').
+
+    So their arguments must be columns, literals or other date functions, never an expression
+    that could evaluate to 'now' at run time.
+    """
+    name = _sqlite_name(node)
+    args = list(node.iter_expressions())
+    if not args:
+        raise PolicyViolation(Verdict.REJECTED, f"{name}() without arguments reads the clock; not allowed")
+    for arg in args:
+        inner = arg.this if isinstance(arg, (exp.Neg, exp.Paren)) else arg
+        if isinstance(inner, (exp.Column, exp.Literal)):
+            continue
+        if isinstance(inner, exp.Func) and (
+            _sqlite_name(inner) in TIME_FUNCTIONS | {"strftime"} or "(" not in inner.sql("sqlite")
+        ):
+            continue
+        raise PolicyViolation(
+            Verdict.REJECTED,
+            f"{name}(): arguments must be columns, literals or date functions "
+            f"(an expression could evaluate to 'now'); got {arg.sql('sqlite')!r}",
+        )
 
 
 def _cte_names(query: exp.Expression) -> set[str]:

@@ -157,45 +157,43 @@ class VariantBuilder:
     # --- sampling --------------------------------------------------------------------------
 
     def sample(self, rng: np.random.Generator) -> Data:
-        """Sample rows table by table, parents first, keeping children of sampled parents."""
+        """Sample rows children first, then every parent they reference plus random others.
+
+        Foreign keys hold by construction and joins stay populated (a uniform sample of parents
+        would leave most children of a skewed fan-out without their parent).
+        """
         conn = self.source.connection
         data: Data = {}
-        for info in self.order:
+        required: dict[str, dict[str, set]] = {}
+        for info in reversed(self.order):
             table = sqlbuild.table(info.name)
-            fk = next(
-                (f for f in info.foreign_keys if f.ref_table.lower() in {t.lower() for t in data}), None
-            )
-            key_sql = exp.select("rowid").from_(table)
-            if fk is not None:
-                key_sql = key_sql.select(sqlbuild.column(fk.columns[0]))
-            keys = list(conn.execute(key_sql.sql("sqlite")))
-            if fk is not None:
-                parent = self.tables[fk.ref_table.lower()]
-                ref_col = (
-                    fk.ref_columns[0]
-                    if fk.ref_columns
-                    else parent.primary_key[0]
-                    if parent.primary_key
-                    else None
-                )
-                allowed = {r.get(ref_col) for r in data[parent.name]} if ref_col else set()
-                keys = [k for k in keys if k[1] is None or k[1] in allowed] or keys
-            n = min(self.rows_per_table, len(keys))
-            chosen = (
-                sorted(int(keys[i][0]) for i in rng.choice(len(keys), size=n, replace=False)) if n else []
-            )
-            rows: list[dict[str, object]] = []
             names = info.column_names
-            for start in range(0, len(chosen), 500):
-                batch = chosen[start : start + 500]
-                select = (
-                    exp.select(*[sqlbuild.column(c) for c in names])
-                    .from_(table)
-                    .where(exp.column("rowid").isin(*batch))
-                )
-                rows += [dict(zip(names, r)) for r in conn.execute(select.sql("sqlite"))]
-            data[info.name] = rows
-        return data
+            select = exp.select(*[sqlbuild.column(c) for c in names]).from_(table)
+            rows: dict[tuple, dict[str, object]] = {}
+
+            def fetch(where: exp.Expression, rows=rows, select=select, names=names) -> None:
+                for r in conn.execute(select.where(where).sql("sqlite")):
+                    rows.setdefault(r, dict(zip(names, r)))
+
+            for col, keys in required.get(info.name.lower(), {}).items():
+                ordered = sorted(keys, key=repr)
+                for start in range(0, len(ordered), 500):
+                    fetch(sqlbuild.column(col).isin(*[exp.convert(k) for k in ordered[start : start + 500]]))
+            rowids = [r[0] for r in conn.execute(exp.select("rowid").from_(table).sql("sqlite"))]
+            n = min(self.rows_per_table, len(rowids))
+            if n:
+                chosen = sorted(rowids[i] for i in rng.choice(len(rowids), size=n, replace=False))
+                for start in range(0, len(chosen), 500):
+                    fetch(exp.column("rowid").isin(*chosen[start : start + 500]))
+            data[info.name] = list(rows.values())
+            for fk in info.foreign_keys:
+                parent = self.tables.get(fk.ref_table.lower())
+                if parent is None or len(fk.columns) != 1:
+                    continue
+                ref = (fk.ref_columns or parent.primary_key or ("rowid",))[0]
+                bucket = required.setdefault(parent.name.lower(), {}).setdefault(ref, set())
+                bucket.update(r[fk.columns[0]] for r in data[info.name] if r[fk.columns[0]] is not None)
+        return {info.name: data[info.name] for info in self.order}
 
     # --- mutations -------------------------------------------------------------------------
 
@@ -293,6 +291,29 @@ class VariantBuilder:
                     if row[col] is not None and rng.random() < 0.7:
                         row[col] = few[int(rng.integers(len(few)))]
 
+    def enforce_foreign_keys(self, data: Data) -> None:
+        """Make every foreign key hold: dangling values become NULL, or the row goes when NOT NULL."""
+        for info in self.order:
+            for fk in info.foreign_keys:
+                parent = self.tables.get(fk.ref_table.lower())
+                if parent is None or parent.name not in data:
+                    continue
+                ref_cols = fk.ref_columns or parent.primary_key
+                if len(ref_cols) != len(fk.columns):
+                    continue
+                keys = {tuple(r.get(c) for c in ref_cols) for r in data[parent.name]}
+                notnull = {c.name for c in info.columns if c.notnull}
+                kept = []
+                for row in data[info.name]:
+                    value = tuple(row.get(c) for c in fk.columns)
+                    if None in value or value in keys:
+                        kept.append(row)
+                    elif not notnull & set(fk.columns):
+                        for c in fk.columns:
+                            row[c] = None
+                        kept.append(row)
+                data[info.name][:] = kept
+
     # --- assembly --------------------------------------------------------------------------
 
     def build(self, sql: str | None = None, k: int | None = None) -> list[Variant]:
@@ -314,6 +335,7 @@ class VariantBuilder:
                         rows.clear()
                 elif step != "sample":
                     getattr(self, step)(data, rng)
+            self.enforce_foreign_keys(data)
             out.append(Variant(name, self._materialize(data)))
         return out
 

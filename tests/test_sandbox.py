@@ -1,0 +1,521 @@
+"""The sandbox (DESIGN §5): hostile actions are refused or contained, never rewarded, never escape.
+
+Every action of the corpus below is scored through :func:`quill_env.evaluate` and through
+``env.step`` of a ``Quill-v0`` environment on a small database of its own. For each one: no
+exception escapes, the verdict is a failing one with a reward <= 0, the database file keeps
+its sha256, no file appears next to it (no journal, WAL, attached or vacuumed copy), and the
+action finishes well inside a generous wall bound (the work budget, not a performance check).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import apsw
+import gymnasium as gym
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import quill_env
+from quill_env import evaluate
+
+SLOW_SQL = (
+    "SELECT u.id, (SELECT COUNT(*) FROM orders o WHERE o.user_id = u.id) FROM users u WHERE u.country = 'NZ'"
+)
+FAILING = {"rejected", "syntax_error", "runtime_error", "timeout", "wrong_result"}
+VOCABULARY = FAILING | {"improved", "no_gain", "unchanged"}
+WALL_BOUND_S = 20.0
+"""Generous: a budget check (work budget, row cap, limits), not a performance assertion."""
+
+IX = "CREATE INDEX i ON orders(user_id); "
+"""A useful index: with it the slow query is really faster, so an action built on it would be
+rewarded ``improved`` if the sandbox let its hostile part through."""
+
+
+@dataclass(frozen=True)
+class Db:
+    path: str
+    directory: str
+    sha256: str
+    listing: tuple[str, ...]
+
+
+def _sha256(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory) -> Db:
+    directory = tmp_path_factory.mktemp("sandbox-db")
+    path = directory / "shop.sqlite"
+    conn = apsw.Connection(str(path))
+    conn.execute(
+        "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT NOT NULL, country TEXT);"
+        "CREATE TABLE orders(id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id),"
+        " total REAL NOT NULL, created_at TEXT NOT NULL);"
+    )
+    rng = random.Random(0)
+    countries = ["NZ", "AU", "US", "FR", None]
+    with conn:
+        conn.executemany(
+            "INSERT INTO users VALUES (?, ?, ?)",
+            [(i, f"user{i}", rng.choice(countries)) for i in range(1, 1001)],
+        )
+        conn.executemany(
+            "INSERT INTO orders VALUES (?, ?, ?, ?)",
+            [
+                (i, rng.randint(1, 1000), round(rng.random() * 100, 2), f"2024-01-{rng.randint(1, 28):02d}")
+                for i in range(1, 4001)
+            ],
+        )
+    conn.close()
+    listing = tuple(sorted(os.listdir(directory)))
+    assert listing == ("shop.sqlite",)
+    return Db(str(path), str(directory), _sha256(str(path)), listing)
+
+
+def _assert_untouched(db: Db) -> None:
+    assert _sha256(db.path) == db.sha256, "the database file changed"
+    listing = tuple(sorted(os.listdir(db.directory)))
+    assert listing == db.listing, f"files appeared next to the database: {set(listing) - set(db.listing)}"
+    assert not [n for n in listing if n.endswith(("-journal", "-wal", "-shm"))]
+
+
+# --- the corpus ----------------------------------------------------------------------------
+
+_CLOCK_BUG = (
+    "src/quill_env/policy.py _check_functions: for sqlglot exp.Anonymous nodes `node.this` is the "
+    "function name, never None, so datetime()/time()/julianday()/unixepoch() without arguments "
+    "pass the 'reads the clock' check (date() is caught only because sqlglot parses it as exp.Date); "
+    "the authorizer allows these functions, so the action is scored 'improved'"
+)
+_CLOCK_CONCAT_BUG = (
+    "src/quill_env/policy.py _check_functions: the 'now' check only looks at a string literal whose "
+    "direct parent is a function; date('no' || 'w') reads the clock and is scored 'improved'"
+)
+
+
+def _bug(reason: str):
+    return pytest.mark.xfail(strict=True, reason=reason)
+
+
+NEST = 5000
+_DEEP = "SELECT u.id FROM users u WHERE u.id = " + "(" * NEST + "1" + ")" * NEST
+_MEGA = "SELECT u.id FROM users u WHERE u.name = '" + "x" * 1_100_000 + "'"
+_NEAR_LIMIT = (
+    "SELECT u.id, (SELECT COUNT(*) FROM orders o WHERE o.user_id = u.id) FROM users u "
+    "WHERE u.country = 'NZ' AND u.name = '" + "y" * 99_000 + "'"
+)
+_IN_LIST = (
+    "SELECT u.id, (SELECT COUNT(*) FROM orders o WHERE o.user_id = u.id) FROM users u "
+    "WHERE u.country = 'NZ' AND u.id IN (" + ", ".join(str(i) for i in range(2, 24_000, 2)) + ")"
+)
+_GROWTH = (
+    "SELECT u.id, length("
+    + "replace(" * 12
+    + "u.name"
+    + ", 'u', 'uuuuuuuuuuuuuuuu')" * 12
+    + ") FROM users u WHERE u.country = 'NZ'"
+)
+
+CORPUS: list = [
+    # DML
+    pytest.param("dml", "INSERT INTO users VALUES (99999, 'x', 'NZ')", id="insert"),
+    pytest.param("dml", "INSERT INTO users SELECT * FROM users", id="insert-select"),
+    pytest.param("dml", "UPDATE users SET country = 'NZ'", id="update"),
+    pytest.param("dml", "DELETE FROM orders", id="delete"),
+    pytest.param("dml", "REPLACE INTO users VALUES (1, 'x', 'NZ')", id="replace"),
+    pytest.param(
+        "dml", "INSERT INTO users VALUES (1, 'x', 'NZ') ON CONFLICT(id) DO UPDATE SET name = 'y'", id="upsert"
+    ),
+    pytest.param("dml", "DELETE FROM orders RETURNING id", id="delete-returning"),
+    pytest.param("dml", IX + "UPDATE users SET name = 'x'", id="index-then-update"),
+    # other DDL
+    pytest.param("ddl", "CREATE TABLE evil(a)", id="create-table"),
+    pytest.param("ddl", "CREATE TABLE evil AS SELECT * FROM users", id="create-table-as"),
+    pytest.param("ddl", "CREATE VIEW v AS SELECT * FROM users; SELECT * FROM v", id="create-view"),
+    pytest.param(
+        "ddl",
+        "CREATE TRIGGER t AFTER INSERT ON users BEGIN DELETE FROM orders; END; " + SLOW_SQL,
+        id="create-trigger",
+    ),
+    pytest.param("ddl", "CREATE TEMP TABLE t AS SELECT * FROM users; SELECT * FROM t", id="temp-table"),
+    pytest.param("ddl", "DROP TABLE orders; " + SLOW_SQL, id="drop-table"),
+    pytest.param("ddl", "DROP TABLE orders", id="drop-table-alone"),
+    pytest.param("ddl", "DROP INDEX IF EXISTS i; " + SLOW_SQL, id="drop-index"),
+    pytest.param("ddl", "ALTER TABLE users ADD COLUMN x INTEGER; " + SLOW_SQL, id="alter-add"),
+    pytest.param("ddl", "ALTER TABLE users RENAME TO people; " + SLOW_SQL, id="alter-rename"),
+    pytest.param("ddl", "CREATE INDEX i ON nosuch(a); " + SLOW_SQL, id="index-unknown-table"),
+    pytest.param("ddl", "CREATE INDEX i ON users(nosuch); " + SLOW_SQL, id="index-unknown-column"),
+    pytest.param("ddl", "CREATE INDEX i ON sqlite_master(name); " + SLOW_SQL, id="index-on-sqlite-master"),
+    pytest.param("ddl", "CREATE INDEX i ON temp.orders(user_id); " + SLOW_SQL, id="index-temp-schema"),
+    pytest.param("ddl", "CREATE UNIQUE INDEX i ON orders(user_id); " + SLOW_SQL, id="unique-index"),
+    pytest.param("ddl", "CREATE INDEX i ON orders(user_id) WHERE total > 0; " + SLOW_SQL, id="partial-index"),
+    pytest.param("ddl", "CREATE INDEX i ON users(lower(name)); " + SLOW_SQL, id="expression-index"),
+    pytest.param("ddl", "CREATE INDEX i ON users(name COLLATE NOCASE); " + SLOW_SQL, id="collate-index"),
+    pytest.param("ddl", "CREATE INDEX i ON orders(user_id, user_id); " + SLOW_SQL, id="index-dup-column"),
+    pytest.param(
+        "ddl",
+        "CREATE INDEX a ON orders(user_id); CREATE INDEX b ON orders(total); "
+        "CREATE INDEX c ON users(country); CREATE INDEX d ON users(name); " + SLOW_SQL,
+        id="four-indexes",
+    ),
+    # ATTACH / DETACH
+    pytest.param("attach", "ATTACH DATABASE ':memory:' AS aux; " + SLOW_SQL, id="attach-memory"),
+    pytest.param("attach", "ATTACH DATABASE '{dir}/evil.db' AS evil; " + SLOW_SQL, id="attach-new-file"),
+    pytest.param("attach", "ATTACH '{dir}/evil.db' AS evil", id="attach-alone"),
+    pytest.param("attach", "DETACH DATABASE main; " + SLOW_SQL, id="detach"),
+    pytest.param("attach", "SELECT * FROM temp.users", id="temp-schema-read"),
+    pytest.param("attach", "SELECT * FROM aux.users", id="other-schema-read"),
+    # PRAGMA
+    pytest.param("pragma", "PRAGMA writable_schema = ON; " + SLOW_SQL, id="pragma-writable-schema"),
+    pytest.param("pragma", "PRAGMA journal_mode = WAL", id="pragma-journal-mode"),
+    pytest.param("pragma", "PRAGMA main.journal_mode = DELETE; " + SLOW_SQL, id="pragma-journal-prefix"),
+    pytest.param("pragma", "PRAGMA query_only = OFF; " + SLOW_SQL, id="pragma-query-only"),
+    pytest.param("pragma", "SELECT * FROM pragma_table_info('users')", id="pragma-table-valued"),
+    pytest.param(
+        "pragma",
+        "SELECT u.id, (SELECT COUNT(*) FROM pragma_table_info('users')) FROM users u WHERE u.country = 'NZ'",
+        id="pragma-table-valued-subquery",
+    ),
+    pytest.param("pragma", "SELECT u.id FROM users u, json_each('[1,2]') j", id="json-each-table-valued"),
+    # VACUUM
+    pytest.param("vacuum", "VACUUM", id="vacuum"),
+    pytest.param("vacuum", "VACUUM INTO '{dir}/copy.db'", id="vacuum-into"),
+    pytest.param("vacuum", "VACUUM INTO '{dir}/copy.db'; " + SLOW_SQL, id="vacuum-into-prefix"),
+    # transactions
+    pytest.param("transaction", "BEGIN; " + SLOW_SQL, id="begin"),
+    pytest.param("transaction", "BEGIN IMMEDIATE; DELETE FROM users; COMMIT", id="begin-delete-commit"),
+    pytest.param("transaction", "COMMIT; " + SLOW_SQL, id="commit"),
+    pytest.param("transaction", "ROLLBACK", id="rollback"),
+    pytest.param("transaction", "SAVEPOINT s; " + SLOW_SQL, id="savepoint"),
+    pytest.param("transaction", "RELEASE quill_scratch; " + SLOW_SQL, id="release-harness-savepoint"),
+    pytest.param("transaction", "ROLLBACK TO quill_scratch; " + SLOW_SQL, id="rollback-to"),
+    # files and extensions
+    pytest.param(
+        "files", "SELECT u.id, load_extension('/tmp/evil.so') FROM users u", id="load-extension"
+    ),
+    pytest.param("files", 'SELECT u.id, "load_extension"(\'/tmp/evil.so\') FROM users u', id="load-ext-quoted"),
+    pytest.param("files", "SELECT u.id, readfile('/etc/passwd') FROM users u", id="readfile"),
+    pytest.param(
+        "files", "SELECT u.id, writefile('{dir}/pwned.txt', 'x') FROM users u", id="writefile"
+    ),
+    pytest.param("files", "SELECT u.id, edit('x') FROM users u", id="edit"),
+    pytest.param("files", "SELECT u.id, fts3_tokenizer('simple') FROM users u", id="fts3-tokenizer"),
+    pytest.param("files", "SELECT u.id, sqlite_version() FROM users u", id="sqlite-version"),
+    pytest.param("files", "SELECT u.id, changes() FROM users u", id="changes"),
+    # internal tables
+    pytest.param("schema", "SELECT * FROM sqlite_master", id="sqlite-master"),
+    pytest.param("schema", "SELECT sql FROM sqlite_schema", id="sqlite-schema"),
+    pytest.param("schema", "SELECT * FROM sqlite_temp_master", id="sqlite-temp-master"),
+    pytest.param("schema", "SELECT * FROM main.SQLITE_MASTER", id="sqlite-master-qualified"),
+    pytest.param("schema", 'SELECT * FROM "sqlite_master"', id="sqlite-master-quoted"),
+    pytest.param(
+        "schema",
+        "SELECT u.id, (SELECT COUNT(*) FROM sqlite_master) FROM users u WHERE u.country = 'NZ'",
+        id="sqlite-master-subquery",
+    ),
+    pytest.param("schema", "SELECT * FROM sqlite_stat1", id="sqlite-stat1"),
+    # statement stacking
+    pytest.param("multi", "SELECT 1; SELECT 2", id="two-queries"),
+    pytest.param("multi", SLOW_SQL + "; " + SLOW_SQL, id="two-slow-queries"),
+    pytest.param("multi", "SELECT 1; DELETE FROM users", id="query-then-delete"),
+    pytest.param("multi", SLOW_SQL + "; DROP TABLE users", id="slow-then-drop"),
+    pytest.param("multi", "WITH x AS (DELETE FROM users RETURNING id) SELECT * FROM x", id="cte-delete"),
+    pytest.param(
+        "multi", "WITH x AS (INSERT INTO users VALUES (5000, 'a', 'b') RETURNING id) SELECT 1", id="cte-insert"
+    ),
+    pytest.param("multi", "```sql\nSELECT 1\n```\n```sql\nDELETE FROM users\n```", id="fence-last-wins"),
+    pytest.param("multi", "<think>SELECT 1</think>DROP TABLE users", id="think-then-drop"),
+    # comments
+    pytest.param("comment", "SELECT 1 -- ;DROP TABLE users", id="line-comment"),
+    pytest.param("comment", "SELECT 1 /* ; DROP TABLE users; */", id="block-comment"),
+    pytest.param("comment", "SELECT 1 /* unterminated ; DROP TABLE users", id="unterminated-comment"),
+    pytest.param("comment", "/* x */ DROP TABLE users /* ; SELECT 1 */", id="comment-wrapped-drop"),
+    pytest.param("comment", "SELECT 1 -- \n; DELETE FROM users", id="comment-newline-delete"),
+    pytest.param("comment", "SELECT [x;DELETE FROM users] FROM users", id="bracket-identifier"),
+    pytest.param("comment", "SELECT 'a'';DELETE FROM users;--' FROM users", id="quoted-semicolon"),
+    # non-determinism
+    pytest.param("nondeterministic", "SELECT u.id, random() FROM users u", id="random"),
+    pytest.param("nondeterministic", "SELECT u.id, randomblob(8) FROM users u", id="randomblob"),
+    pytest.param("nondeterministic", IX + SLOW_SQL + " AND random() IS NOT NULL", id="random-where"),
+    pytest.param("nondeterministic", IX + SLOW_SQL + " AND date('now') > '2000'", id="date-now"),
+    pytest.param("nondeterministic", IX + SLOW_SQL + " AND date() > '2000'", id="date-noargs"),
+    pytest.param(
+        "nondeterministic", IX + SLOW_SQL + " AND CURRENT_TIMESTAMP > '2000'", id="current-timestamp"
+    ),
+    pytest.param("nondeterministic", IX + SLOW_SQL + " AND CURRENT_DATE > '2000'", id="current-date"),
+    pytest.param(
+        "nondeterministic", IX + SLOW_SQL + " AND strftime('%Y', 'now') > '2000'", id="strftime-now"
+    ),
+    pytest.param("nondeterministic", IX + SLOW_SQL + " AND strftime('%Y') > '2000'", id="strftime-noarg"),
+    pytest.param(
+        "nondeterministic",
+        IX + SLOW_SQL + " AND datetime('NoW', 'localtime') > '2000'",
+        id="datetime-now-localtime",
+    ),
+    pytest.param(
+        "nondeterministic",
+        IX + SLOW_SQL + " AND datetime() > '2000'",
+        id="datetime-noargs",
+    ),
+    pytest.param(
+        "nondeterministic",
+        IX + SLOW_SQL + " AND time() > ''",
+        id="time-noargs",
+    ),
+    pytest.param(
+        "nondeterministic",
+        IX + SLOW_SQL + " AND julianday() > 0",
+        id="julianday-noargs",
+    ),
+    pytest.param(
+        "nondeterministic",
+        IX + SLOW_SQL + " AND unixepoch() > 0",
+        id="unixepoch-noargs",
+    ),
+    pytest.param(
+        "nondeterministic",
+        IX + SLOW_SQL + " AND date('no' || 'w') > '2000'",
+        id="date-now-concat",
+    ),
+    # hard-coded answers and reward gaming
+    pytest.param("hardcoded", "VALUES (1, 2), (3, 4)", id="values"),
+    pytest.param(
+        "hardcoded",
+        "SELECT u.id, v.column1 FROM users u JOIN (VALUES (0)) v WHERE u.country = 'NZ'",
+        id="values-join",
+    ),
+    pytest.param("hardcoded", "SELECT 1, 2", id="select-no-from"),
+    pytest.param("hardcoded", "SELECT 1, 2 UNION ALL SELECT 3, 4", id="union-no-from"),
+    pytest.param("hardcoded", "WITH c(a, b) AS (SELECT 1, 2) SELECT a, b FROM c", id="cte-no-base-table"),
+    pytest.param("hardcoded", IX + SLOW_SQL + " LIMIT 1", id="added-limit"),
+    pytest.param("hardcoded", IX + SLOW_SQL + " LIMIT -1 OFFSET 1", id="added-offset"),
+    pytest.param(
+        "hardcoded",
+        "SELECT u.id, (SELECT COUNT(*) FROM orders o WHERE o.user_id = u.id) "
+        "FROM (SELECT * FROM users LIMIT 10) u WHERE u.country = 'NZ'",
+        id="limit-in-subquery",
+    ),
+    # bound parameters
+    pytest.param("params", IX + SLOW_SQL + " AND ? IS NULL", id="param-qmark"),
+    pytest.param("params", IX + SLOW_SQL + " AND ?1 IS NULL", id="param-numbered"),
+    pytest.param("params", IX + SLOW_SQL + " AND :x IS NULL", id="param-named"),
+    pytest.param("params", IX + SLOW_SQL + " AND @x IS NULL", id="param-at"),
+    pytest.param("params", IX + SLOW_SQL + " AND $x IS NULL", id="param-dollar"),
+    # resource bombs
+    pytest.param(
+        "bomb",
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) "
+        "SELECT u.id, (SELECT COUNT(*) FROM orders o WHERE o.user_id = u.id) FROM users u "
+        "WHERE u.country = 'NZ' AND (SELECT max(n) FROM r) > 0",
+        id="infinite-recursive-cte",
+    ),
+    pytest.param(
+        "bomb",
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT u.id, n FROM users u, r",
+        id="infinite-recursive-rows",
+    ),
+    pytest.param(
+        "bomb",
+        "SELECT u.id, (SELECT COUNT(*) FROM orders o, orders o2, orders o3 WHERE o.user_id = u.id) "
+        "FROM users u WHERE u.country = 'NZ'",
+        id="cartesian-count",
+    ),
+    pytest.param("bomb", "SELECT u.id, o.id, o2.id FROM users u, orders o, orders o2", id="cartesian-rows"),
+    pytest.param(
+        "bomb",
+        "SELECT u.id, length(zeroblob(2000000000)) FROM users u WHERE u.country = 'NZ'",
+        id="zeroblob",
+    ),
+    pytest.param(
+        "bomb",
+        "SELECT u.id, length(printf('%.*c', 1000000000, 'x')) FROM users u WHERE u.country = 'NZ'",
+        id="printf-width",
+    ),
+    pytest.param("bomb", _GROWTH, id="replace-growth"),
+    pytest.param(
+        "bomb",
+        "SELECT u.id, length(substr(hex(zeroblob(4000000)) || hex(zeroblob(4000000)), 1)) "
+        "FROM users u WHERE u.country = 'NZ'",
+        id="substr-growth",
+    ),
+    pytest.param(
+        "bomb",
+        "SELECT u.id, length(group_concat(hex(zeroblob(100000)))) FROM users u, orders o "
+        "WHERE u.country = 'NZ' GROUP BY u.id",
+        id="group-concat-growth",
+    ),
+    pytest.param("bomb", _DEEP, id="nested-parens-5000"),
+    pytest.param("bomb", _MEGA, id="megabyte-sql"),
+    pytest.param("bomb", _NEAR_LIMIT, id="near-limit-sql"),
+    pytest.param("bomb", "SELECT u.id FROM users u WHERE u.name = 'a\x00b'", id="nul-in-string"),
+    pytest.param("bomb", "SELECT 1;\x00DELETE FROM users", id="nul-between-statements"),
+    pytest.param("bomb", "SELECT 1;" * 10_000, id="ten-thousand-statements"),
+    pytest.param("bomb", ";" * 50_000, id="only-semicolons"),
+    pytest.param("bomb", _IN_LIST, id="long-in-list"),
+    pytest.param(
+        "bomb",
+        "SELECT " + ", ".join(f"u.id AS c{i}" for i in range(3000)) + " FROM users u",
+        id="too-many-columns",
+    ),
+    pytest.param(
+        "bomb", " UNION ALL ".join(["SELECT u.id, 0 FROM users u"] * 200), id="compound-select-200"
+    ),
+    # not SQL, not a string
+    pytest.param("junk", "", id="empty"),
+    pytest.param("junk", "   \n\t ", id="whitespace"),
+    pytest.param("junk", "```sql\n```", id="empty-fence"),
+    pytest.param("junk", "I think the answer is to add an index.", id="prose"),
+    pytest.param("junk", "SELECT FROM WHERE", id="broken-sql"),
+    pytest.param("junk", "SELECT * FROM nosuch", id="unknown-table"),
+    pytest.param("junk", "\udcff\ud800", id="lone-surrogates"),
+    pytest.param("junk", None, id="none"),
+    pytest.param("junk", b"SELECT 1", id="bytes"),
+    pytest.param("junk", 123, id="int"),
+    pytest.param("junk", ["SELECT 1"], id="list"),
+]
+
+_ENV_SUBSET = {
+    "insert",
+    "upsert",
+    "create-trigger",
+    "attach-new-file",
+    "pragma-writable-schema",
+    "vacuum-into",
+    "begin-delete-commit",
+    "writefile",
+    "sqlite-master",
+    "query-then-delete",
+    "cte-delete",
+    "line-comment",
+    "date-now",
+    "values",
+    "added-limit",
+    "param-named",
+    "infinite-recursive-cte",
+    "cartesian-count",
+    "zeroblob",
+    "printf-width",
+    "nested-parens-5000",
+    "megabyte-sql",
+    "nul-in-string",
+    "ten-thousand-statements",
+    "long-in-list",
+    "none",
+    "bytes",
+    "int",
+    "datetime-noargs",
+}
+ENV_CORPUS = [p for p in CORPUS if p.id in _ENV_SUBSET]
+
+
+def _materialize(action: object, db: Db) -> object:
+    return action.replace("{dir}", db.directory) if isinstance(action, str) else action
+
+
+def _check_result(verdict: str, reward: float, error: str, seconds: float) -> None:
+    assert seconds < WALL_BOUND_S, f"took {seconds:.1f}s"
+    assert verdict in FAILING, f"verdict {verdict!r} (reward {reward})"
+    assert reward <= 0
+    assert error, "a failing verdict carries a message"
+
+
+@pytest.fixture(scope="module")
+def env(db):
+    e = gym.make("Quill-v0", database=db.path, queries=[SLOW_SQL])
+    yield e
+    e.close()
+
+
+def test_corpus_covers_every_category():
+    categories = {p.values[0] for p in CORPUS}
+    assert categories >= {
+        "dml",
+        "ddl",
+        "attach",
+        "pragma",
+        "vacuum",
+        "transaction",
+        "files",
+        "schema",
+        "multi",
+        "comment",
+        "nondeterministic",
+        "hardcoded",
+        "params",
+        "bomb",
+        "junk",
+    }
+    assert len({p.id for p in CORPUS}) == len(CORPUS)
+
+
+def test_sanity_good_action_is_improved(db):
+    """The harness is sound: the index the hostile actions carry really is rewarded."""
+    result = evaluate(db.path, SLOW_SQL, IX + SLOW_SQL)
+    assert result.verdict.value == "improved" and result.reward > 0
+    _assert_untouched(db)
+
+
+@pytest.mark.parametrize(("category", "action"), CORPUS)
+def test_evaluate_refuses(db, category, action):
+    action = _materialize(action, db)
+    start = time.perf_counter()
+    result = evaluate(db.path, SLOW_SQL, action)
+    seconds = time.perf_counter() - start
+    _assert_untouched(db)
+    _check_result(result.verdict.value, result.reward, result.error, seconds)
+    assert not result.correct
+
+
+@pytest.mark.parametrize(("category", "action"), ENV_CORPUS)
+def test_env_step_refuses(db, env, category, action):
+    env.reset(seed=0)
+    action = _materialize(action, db)
+    start = time.perf_counter()
+    _obs, reward, terminated, truncated, info = env.step(action)
+    seconds = time.perf_counter() - start
+    _assert_untouched(db)
+    assert terminated and not truncated
+    _check_result(info["verdict"], reward, info["error"], seconds)
+
+
+def test_whole_corpus_leaves_database_untouched(db):
+    """Every action, the known-bad ones included, in one go: same bytes, no new files."""
+    for param in CORPUS:
+        evaluate(db.path, SLOW_SQL, _materialize(param.values[1], db))
+    _assert_untouched(db)
+    assert not any(Path(db.directory, name).exists() for name in ("evil.db", "copy.db", "pwned.txt"))
+
+
+_SQLISH = st.from_regex(
+    r"(CREATE (UNIQUE )?INDEX \w+ ON (users|orders)\((id|name|user_id|total|\w+)\); ?){0,4}"
+    r"(SELECT|WITH|VALUES|PRAGMA|ATTACH|DELETE|INSERT|UPDATE|DROP|VACUUM|BEGIN|--|/\*)"
+    r"[ \w*(),.;'\"=<>!%|+\-/:?@$\[\]`\n]{0,200}",
+    fullmatch=True,
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(action=st.one_of(st.text(max_size=2000), _SQLISH))
+def test_env_step_never_raises_on_random_text(db, env, action):
+    env.reset(seed=0)
+    _obs, reward, _terminated, _truncated, info = env.step(action)
+    assert info["verdict"] in VOCABULARY
+    assert isinstance(reward, float)
+    if info["verdict"] in FAILING:
+        assert reward <= 0
+
+
+def test_random_text_left_database_untouched(db):
+    _assert_untouched(db)
+
+
+def test_quill_env_is_imported():
+    assert "Quill-v0" in gym.registry and quill_env.Verdict("rejected")

@@ -1,0 +1,67 @@
+import hashlib
+
+import pytest
+
+from quill_env import EvalOptions, TaskRunner, Verdict, get_suite, list_suites
+from quill_env.reward import RewardConfig
+
+SUITES = [get_suite(name) for name in list_suites()]
+TASKS = [(s.name, t.id) for s in SUITES for t in s.tasks]
+DESIGN_PATTERNS = {
+    "index_single", "index_composite", "index_fk", "subquery_to_join", "or_to_in",
+    "select_star", "correlated_subquery", "cartesian_product", "missing_where",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def runners():
+    cache = {}
+
+    def get(suite_name, task_id):
+        if task_id not in cache:
+            suite = get_suite(suite_name)
+            cache[task_id] = TaskRunner.from_suite(suite, suite.task(task_id), "small")
+        return cache[task_id]
+
+    return get
+
+
+@pytest.mark.parametrize(("suite_name", "task_id"), TASKS, ids=[t for _, t in TASKS])
+def test_reference_verifies_and_reaches_acceptance_tier(runners, suite_name, task_id):
+    runner = runners(suite_name, task_id)
+    result = runner.evaluate(runner.task.reference)
+    assert result.verdict is Verdict.IMPROVED, result.error
+    assert result.reward_terms["tier"] >= RewardConfig().acceptance
+    assert all(v.status == "match" for v in result.variants) and len(result.variants) == 8
+
+
+@pytest.mark.parametrize(("suite_name", "task_id"), TASKS[:6], ids=[t for _, t in TASKS[:6]])
+def test_identity_is_unchanged(runners, suite_name, task_id):
+    runner = runners(suite_name, task_id)
+    result = runner.evaluate(runner.task.query)
+    assert result.verdict is Verdict.UNCHANGED and result.reward == 0.0
+
+
+def test_first_suite_covers_every_design_pattern():
+    shop = get_suite("shop")
+    covered = {p for t in shop.tasks for p in t.patterns}
+    assert DESIGN_PATTERNS <= covered, DESIGN_PATTERNS - covered
+    assert len(shop.tasks) >= 20
+    assert {t.split for t in shop.tasks} == {"train", "test"}
+
+
+def test_generation_is_deterministic(tmp_path, monkeypatch):
+    shop = get_suite("shop")
+    digests = []
+    for sub in ("a", "b"):
+        monkeypatch.setenv("QUILL_CACHE", str(tmp_path / sub))
+        path = shop.database("small")
+        digests.append(hashlib.sha256(path.read_bytes()).hexdigest())
+    assert digests[0] == digests[1]
+
+
+def test_variants_are_deterministic(shop_suite):
+    task = shop_suite.tasks[0]
+    a = TaskRunner.from_suite(shop_suite, task, "small", EvalOptions(seed=3))
+    b = TaskRunner.from_suite(shop_suite, task, "small", EvalOptions(seed=3))
+    assert [v.image for v in a._variant_images] == [v.image for v in b._variant_images]
