@@ -100,7 +100,9 @@ def determinism(scale: str) -> dict:
         "print(json.dumps([r, info['speedup'], info['speedup_raw'], info['candidate_cost']]))"
     )
     outs = [
-        json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+        json.loads(
+            subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        )
         for _ in range(2)
     ]
     runner = TaskRunner.from_suite(suite, task, scale, EvalOptions(cost="wall"))
@@ -126,7 +128,7 @@ def calibration(scale: str) -> dict:
         clone = TaskRunner.from_suite(suite, task, scale).backend
         with clone.scratch_indexes(act.indexes):
             wall = interleaved(
-                lambda runner=runner: runner.backend.execute(task.query).seconds,
+                lambda runner=runner, q=task.query: runner.backend.execute(q).seconds,
                 lambda clone=clone, act=act: clone.execute(act.query_sql).seconds,
                 WallOptions(min_pairs=5, max_pairs=15, time_budget=3.0),
             )
@@ -194,7 +196,11 @@ def main() -> None:
     result = {
         "quill_version": quill_env.__version__,
         "engine": f"SQLite {apsw.sqlite_lib_version()}",
-        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": __import__("os").cpu_count()},
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": __import__("os").cpu_count(),
+        },
         "scale": args.scale,
         "step_overhead": step_overhead(args.scale, args.repeats),
         "determinism": determinism(args.scale),
@@ -205,10 +211,18 @@ def main() -> None:
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2))
     so, de, ca, sc = (result[k] for k in ("step_overhead", "determinism", "calibration", "slow_candidate"))
-    print(f"step overhead: median ratio {so['median_ratio']:.2f} (aggregate {so['aggregate_ratio']:.2f}, target <= 1.3)")
-    print(f"determinism: work identical across processes = {de['work_identical']}; wall reward std {de['wall_reward_std']:.4f} (target <= 0.02)")
-    print(f"calibration: alpha {ca['alpha_fitted']:.3f}; spearman {ca['spearman']:.3f} (>= 0.9); tier agreement {ca['tier_agreement']:.0%} (>= 85%)")
-    print(f"1000x-slower candidate: slowdown {sc['slowdown_unbounded']:.0f}x unbounded; step/baseline {sc['step_over_baseline']:.2f} (<= 3); {sc['verdicts']}")
+    print(
+        f"step overhead: median ratio {so['median_ratio']:.2f} (aggregate {so['aggregate_ratio']:.2f}, target <= 1.3)"
+    )
+    print(
+        f"determinism: work identical across processes = {de['work_identical']}; wall reward std {de['wall_reward_std']:.4f} (target <= 0.02)"
+    )
+    print(
+        f"calibration: alpha {ca['alpha_fitted']:.3f}; spearman {ca['spearman']:.3f} (>= 0.9); tier agreement {ca['tier_agreement']:.0%} (>= 85%)"
+    )
+    print(
+        f"1000x-slower candidate: slowdown {sc['slowdown_unbounded']:.0f}x unbounded; step/baseline {sc['step_over_baseline']:.2f} (<= 3); {sc['verdicts']}"
+    )
     print(f"wrote {OUT}")
 
 

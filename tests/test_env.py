@@ -82,7 +82,7 @@ def test_users_own_database(small_db):
         database=small_db,
         queries=["SELECT id, total FROM orders WHERE coupon_code = 'SAVE-amber'"],
     )
-    obs, info = env.reset(seed=0)
+    _obs, info = env.reset(seed=0)
     assert info["task_id"] == "user/q0"
     _, reward, _, _, info = env.step(
         "CREATE INDEX i ON orders(coupon_code); SELECT id, total FROM orders WHERE coupon_code = 'SAVE-amber'"
@@ -110,7 +110,7 @@ def test_wall_mode_reports_interval(shop_suite):
         wall=quill_env.WallOptions(min_pairs=3, max_pairs=5, time_budget=1.0),
     )
     env.reset(seed=0)
-    _, reward, _, _, info = env.step(env.unwrapped.task.reference)
+    _, _reward, _, _, info = env.step(env.unwrapped.task.reference)
     assert info["verdict"] == "improved"
     wall = info["wall"]
     assert wall["lower"] <= wall["point"] <= wall["upper"] and wall["pairs"] >= 3

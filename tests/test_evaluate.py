@@ -62,7 +62,12 @@ def test_output_columns(small_db):
     slow = "SELECT * FROM orders WHERE coupon_code = 'SAVE-amber'"
     good = "SELECT id, total FROM orders WHERE coupon_code = 'SAVE-amber'"
     assert evaluate(small_db, slow, good, output_columns=["id", "total"]).correct
-    wrong_cols = evaluate(small_db, slow, "SELECT id FROM orders WHERE coupon_code = 'SAVE-amber'", output_columns=["id", "total"])
+    wrong_cols = evaluate(
+        small_db,
+        slow,
+        "SELECT id FROM orders WHERE coupon_code = 'SAVE-amber'",
+        output_columns=["id", "total"],
+    )
     assert wrong_cols.verdict is Verdict.WRONG_RESULT and "reads exactly" in wrong_cols.error
 
 
@@ -105,7 +110,10 @@ def test_work_mode_is_identical_across_processes(small_db):
         f"r = quill_env.evaluate({small_db!r}, {SLOW!r}, {FAST!r});"
         "print(json.dumps([r.verdict.value, r.reward, r.speedup, r.speedup_raw, r.candidate_cost]))"
     )
-    outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout for _ in range(2)]
+    outs = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        for _ in range(2)
+    ]
     assert json.loads(outs[0]) == json.loads(outs[1])
 
 

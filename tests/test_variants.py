@@ -27,19 +27,27 @@ def test_every_mutation_is_built(variants):
 def test_constraints_hold_in_every_variant(variants):
     for name, db in variants.items():
         conn = db.connection
-        assert _rows(db, "SELECT COUNT(*) FROM users WHERE email IS NULL OR name IS NULL OR country IS NULL") == [(0,)], name
+        assert _rows(
+            db, "SELECT COUNT(*) FROM users WHERE email IS NULL OR name IS NULL OR country IS NULL"
+        ) == [(0,)], name
         assert _rows(db, "SELECT COUNT(*) FROM orders WHERE user_id IS NULL OR total IS NULL") == [(0,)], name
         assert _rows(db, "SELECT COUNT(*) - COUNT(DISTINCT email) FROM users") == [(0,)], name
         assert list(conn.execute("PRAGMA foreign_key_check")) == [], name
 
 
 def test_adversarial_content(variants):
-    assert _rows(variants["empty"], "SELECT (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM orders)") == [(0,)]
-    nulls = _rows(variants["nulls"], "SELECT COUNT(*) FROM orders WHERE referrer_id IS NULL AND discount IS NULL")
+    assert _rows(
+        variants["empty"], "SELECT (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM orders)"
+    ) == [(0,)]
+    nulls = _rows(
+        variants["nulls"], "SELECT COUNT(*) FROM orders WHERE referrer_id IS NULL AND discount IS NULL"
+    )
     assert nulls[0][0] > 0
     dup = variants["duplicates"]
     assert _rows(dup, "SELECT COUNT(*) FROM orders")[0][0] > 40
-    childless = _rows(variants["childless"], "SELECT COUNT(*) FROM users WHERE id NOT IN (SELECT user_id FROM orders)")
+    childless = _rows(
+        variants["childless"], "SELECT COUNT(*) FROM users WHERE id NOT IN (SELECT user_id FROM orders)"
+    )
     assert childless[0][0] > 0
     boundary = _rows(variants["boundary"], "SELECT COUNT(*) FROM orders WHERE total IN (500, 499.99, 500.01)")
     assert boundary[0][0] > 0

@@ -44,7 +44,9 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     rows = []
     start = time.perf_counter()
     with _progress(console) as progress:
-        job = progress.add_task(f"{args.suite or 'all suites'} / {args.split} / {args.scale or 'default'}", total=len(tasks))
+        job = progress.add_task(
+            f"{args.suite or 'all suites'} / {args.split} / {args.scale or 'default'}", total=len(tasks)
+        )
         for task in tasks:
             for agent, action in (("identity", task.query), ("reference", task.reference)):
                 if action is None:
@@ -75,7 +77,8 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     console.print(table)
     ref = [r for r in rows if r["agent"] == "reference"]
     ok = sum(r["verdict"] == "improved" for r in ref)
-    console.print(f"reference rewrites improved: {ok}/{len(ref)}; mean reward {sum(r['reward'] for r in ref) / max(len(ref), 1):+.3f}")
+    mean = sum(r["reward"] for r in ref) / max(len(ref), 1)
+    console.print(f"reference rewrites improved: {ok}/{len(ref)}; mean reward {mean:+.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
         console.print(f"wrote {args.json}")
@@ -149,7 +152,9 @@ def cmd_tasks(args: argparse.Namespace, console: Console) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``quill``."""
-    parser = argparse.ArgumentParser(prog="quill", description="Quill: verified SQL optimization for language models.")
+    parser = argparse.ArgumentParser(
+        prog="quill", description="Quill: verified SQL optimization for language models."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="run Quill-v0 episodes with identity and reference actions")
@@ -164,11 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="score a rewrite of a slow query on a SQLite database")
     ev.add_argument("database", help="SQLite file (never modified)")
     ev.add_argument("--slow", required=True, help="the original query, or @file.sql")
-    ev.add_argument("--candidate", required=True, help="the rewrite (with optional CREATE INDEX), or @file.sql")
+    ev.add_argument(
+        "--candidate", required=True, help="the rewrite (with optional CREATE INDEX), or @file.sql"
+    )
     ev.add_argument("--output-columns", default=None, help="comma-separated columns the application reads")
     ev.add_argument("--cost", default="work", choices=["work", "wall"])
     ev.add_argument("--variants", type=int, default=8, help="variant databases to verify on (0-8)")
-    ev.add_argument("--budget-factor", type=float, default=2.0, help="stop the candidate at this x baseline cost")
+    ev.add_argument(
+        "--budget-factor", type=float, default=2.0, help="stop the candidate at this x baseline cost"
+    )
     ev.add_argument("--json", action="store_true", help="print the full result as JSON")
     ev.set_defaults(func=cmd_evaluate)
 
