@@ -60,9 +60,7 @@ def value_key(value: object) -> tuple:
             return (0, 0)
         if value.is_integer() and abs(value) < _BIG:
             return (1, int(value))
-        if math.isinf(value):
-            return (1, value)
-        return (1, float(f"{value:.9g}"))
+        return (1, value)
     if isinstance(value, str):
         return (2, value)
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -105,13 +103,26 @@ def _rows_equal(a: Sequence[object], b: Sequence[object], rel_tol: float) -> boo
     return all(values_equal(x, y, rel_tol) for x, y in zip(a, b))
 
 
-def _multiset_diff(expected: Sequence[Row], actual: Sequence[Row], rel_tol: float) -> tuple[Row, Row] | None:
-    """None when equal as multisets, else the first differing (expected, actual) pair."""
+def _multiset_diff(
+    expected: Sequence[Row], actual: Sequence[Row], rel_tol: float, window: int = 32
+) -> tuple[Row, Row] | None:
+    """None when equal as multisets (floats within tolerance), else a differing pair.
+
+    Both sides are sorted by exact value; rows that are equal within the float tolerance end up
+    near each other, so each expected row is matched with an unmatched actual row within a small
+    window of its sorted position.
+    """
     exp_sorted = sorted(expected, key=row_key)
     act_sorted = sorted(actual, key=row_key)
-    for e, a in zip(exp_sorted, act_sorted):
-        if not _rows_equal(e, a, rel_tol):
-            return e, a
+    if all(_rows_equal(e, a, rel_tol) for e, a in zip(exp_sorted, act_sorted)):
+        return None
+    used = [False] * len(act_sorted)
+    for i, e in enumerate(exp_sorted):
+        lo, hi = max(0, i - window), min(len(act_sorted), i + window + 1)
+        match = next((j for j in range(lo, hi) if not used[j] and _rows_equal(e, act_sorted[j], rel_tol)), None)
+        if match is None:
+            return e, act_sorted[min(i, len(act_sorted) - 1)]
+        used[match] = True
     return None
 
 

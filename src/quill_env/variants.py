@@ -231,13 +231,17 @@ class VariantBuilder:
         return fresh
 
     def nulls(self, data: Data, rng: np.random.Generator) -> None:
-        """NULLs in 30% of every nullable column (join keys and filters included)."""
+        """NULLs in 30% of every nullable column (join keys and filters included), at least one each."""
         for info in self.order:
             cols = self._nullable(info)
-            for row in data[info.name]:
+            rows = data[info.name]
+            for row in rows:
                 for col in cols:
                     if rng.random() < 0.3:
                         row[col] = None
+            if rows:
+                for col in cols:
+                    rows[int(rng.integers(len(rows)))][col] = None
 
     def duplicates(self, data: Data, rng: np.random.Generator) -> None:
         """Duplicate rows (with fresh keys): duplicated children, repeated non-unique values."""
