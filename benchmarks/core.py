@@ -31,7 +31,7 @@ from scipy.stats import spearmanr
 
 import quill_env
 from quill_env import EvalOptions, TaskRunner, WallOptions, get_suite
-from quill_env.measure import interleaved
+from quill_env.measure import calibrated, interleaved
 from quill_env.policy import parse_action
 from quill_env.reward import tier_reward
 
@@ -118,7 +118,7 @@ def determinism(scale: str) -> dict:
     }
 
 
-def calibration(scale: str) -> dict:
+def _wall_points(scale: str) -> list[dict]:
     suite = get_suite("shop")
     points = []
     for task in suite.tasks:
@@ -132,22 +132,71 @@ def calibration(scale: str) -> dict:
                 lambda clone=clone, act=act: clone.execute(act.query_sql).seconds,
                 WallOptions(min_pairs=5, max_pairs=15, time_budget=3.0),
             )
-        points.append({"task": task.id, "work_ratio": work.speedup_raw, "wall_ratio": wall.speedup})
-    xs = [math.log(p["work_ratio"]) for p in points]
+        points.append(
+            {
+                "task": task.id,
+                "scale": scale,
+                "baseline_work": work.baseline_cost,
+                "candidate_work": work.candidate_cost,
+                "rows": len(runner.baseline.main.rows),
+                "work_ratio": work.speedup_raw,
+                "wall_ratio": wall.speedup,
+            }
+        )
+    return points
+
+
+def _fit(points: list[dict]) -> tuple[float, float, float, float]:
+    """Least squares of log wall ratio on log calibrated ratio over a grid of fixed costs."""
+    best = None
     ys = [math.log(p["wall_ratio"]) for p in points]
-    alpha = sum(x * y for x, y in zip(xs, ys)) / sum(x * x for x in xs)
+    for s0 in [0.0, *[10 ** (k / 4) for k in range(8, 25)]]:
+        for per_row in (0.0, 0.5, 1, 2, 5, 10, 20, 50, 100):
+            xs = [
+                math.log((p["baseline_work"] + s0 + per_row * p["rows"]) / (p["candidate_work"] + s0 + per_row * p["rows"]))
+                for p in points
+            ]
+            alpha = sum(x * y for x, y in zip(xs, ys)) / sum(x * x for x in xs)
+            sse = sum((y - alpha * x) ** 2 for x, y in zip(xs, ys))
+            if best is None or sse < best[0]:
+                best = (sse, alpha, s0, per_row)
+    return best
+
+
+def calibration(scales: list[str]) -> dict:
+    points = [p for scale in scales for p in _wall_points(scale)]
+    sse, alpha, s0, per_row = _fit(points)
+    backend = quill_env.backends.SQLiteBackend
     for p in points:
-        p["calibrated"] = p["work_ratio"] ** alpha
-        p["tier_work"] = tier_reward(p["calibrated"])
+        p["calibrated_fit"] = calibrated(p["baseline_work"], p["candidate_work"], p["rows"], alpha=alpha, statement_work=s0, row_work=per_row)
+        p["calibrated_backend"] = calibrated(
+            p["baseline_work"],
+            p["candidate_work"],
+            p["rows"],
+            alpha=backend.calibration_alpha,
+            statement_work=backend.calibration_statement_work,
+            row_work=backend.calibration_row_work,
+        )
         p["tier_wall"] = tier_reward(p["wall_ratio"])
-    rho = spearmanr([p["calibrated"] for p in points], [p["wall_ratio"] for p in points]).statistic
-    agree = [abs(p["tier_work"] - p["tier_wall"]) <= 0.1 for p in points]
+
+    def summary(key: str) -> dict:
+        rho = spearmanr([p[key] for p in points], [p["wall_ratio"] for p in points]).statistic
+        agree = [abs(tier_reward(p[key]) - p["tier_wall"]) <= 0.1 for p in points]
+        return {"spearman": rho, "tier_agreement": sum(agree) / len(agree)}
+
+    raw_rho = spearmanr([p["work_ratio"] for p in points], [p["wall_ratio"] for p in points]).statistic
     return {
-        "alpha_fitted": alpha,
-        "alpha_in_backend": quill_env.backends.SQLiteBackend.calibration_alpha,
-        "spearman": rho,
+        "scales": scales,
+        "fitted": {"alpha": alpha, "statement_work": s0, "row_work": per_row, "sse": sse},
+        "in_backend": {
+            "alpha": backend.calibration_alpha,
+            "statement_work": backend.calibration_statement_work,
+            "row_work": backend.calibration_row_work,
+        },
+        "with_fitted": summary("calibrated_fit"),
+        "with_backend": summary("calibrated_backend"),
+        "spearman_raw_work_ratio": raw_rho,
         "spearman_target": 0.9,
-        "tier_agreement": sum(agree) / len(agree),
         "tier_agreement_rule": "calibrated-work tier reward within 0.1 of the wall-clock tier reward",
         "tier_agreement_target": 0.85,
         "points": points,
@@ -204,7 +253,7 @@ def main() -> None:
         "scale": args.scale,
         "step_overhead": step_overhead(args.scale, args.repeats),
         "determinism": determinism(args.scale),
-        "calibration": calibration(args.scale),
+        "calibration": calibration([args.scale]),
         "slow_candidate": slow_candidate(args.scale),
     }
     result["seconds"] = time.time() - started

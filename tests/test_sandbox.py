@@ -89,20 +89,8 @@ def _assert_untouched(db: Db) -> None:
 
 # --- the corpus ----------------------------------------------------------------------------
 
-_CLOCK_BUG = (
-    "src/quill_env/policy.py _check_functions: for sqlglot exp.Anonymous nodes `node.this` is the "
-    "function name, never None, so datetime()/time()/julianday()/unixepoch() without arguments "
-    "pass the 'reads the clock' check (date() is caught only because sqlglot parses it as exp.Date); "
-    "the authorizer allows these functions, so the action is scored 'improved'"
-)
-_CLOCK_CONCAT_BUG = (
-    "src/quill_env/policy.py _check_functions: the 'now' check only looks at a string literal whose "
-    "direct parent is a function; date('no' || 'w') reads the clock and is scored 'improved'"
-)
-
-
-def _bug(reason: str):
-    return pytest.mark.xfail(strict=True, reason=reason)
+NESTED_FROM = 100
+OR_TERMS = 1000
 
 
 NEST = 5000
@@ -198,14 +186,12 @@ CORPUS: list = [
     pytest.param("transaction", "RELEASE quill_scratch; " + SLOW_SQL, id="release-harness-savepoint"),
     pytest.param("transaction", "ROLLBACK TO quill_scratch; " + SLOW_SQL, id="rollback-to"),
     # files and extensions
+    pytest.param("files", "SELECT u.id, load_extension('/tmp/evil.so') FROM users u", id="load-extension"),
     pytest.param(
-        "files", "SELECT u.id, load_extension('/tmp/evil.so') FROM users u", id="load-extension"
+        "files", "SELECT u.id, \"load_extension\"('/tmp/evil.so') FROM users u", id="load-ext-quoted"
     ),
-    pytest.param("files", 'SELECT u.id, "load_extension"(\'/tmp/evil.so\') FROM users u', id="load-ext-quoted"),
     pytest.param("files", "SELECT u.id, readfile('/etc/passwd') FROM users u", id="readfile"),
-    pytest.param(
-        "files", "SELECT u.id, writefile('{dir}/pwned.txt', 'x') FROM users u", id="writefile"
-    ),
+    pytest.param("files", "SELECT u.id, writefile('{dir}/pwned.txt', 'x') FROM users u", id="writefile"),
     pytest.param("files", "SELECT u.id, edit('x') FROM users u", id="edit"),
     pytest.param("files", "SELECT u.id, fts3_tokenizer('simple') FROM users u", id="fts3-tokenizer"),
     pytest.param("files", "SELECT u.id, sqlite_version() FROM users u", id="sqlite-version"),
@@ -229,7 +215,9 @@ CORPUS: list = [
     pytest.param("multi", SLOW_SQL + "; DROP TABLE users", id="slow-then-drop"),
     pytest.param("multi", "WITH x AS (DELETE FROM users RETURNING id) SELECT * FROM x", id="cte-delete"),
     pytest.param(
-        "multi", "WITH x AS (INSERT INTO users VALUES (5000, 'a', 'b') RETURNING id) SELECT 1", id="cte-insert"
+        "multi",
+        "WITH x AS (INSERT INTO users VALUES (5000, 'a', 'b') RETURNING id) SELECT 1",
+        id="cte-insert",
     ),
     pytest.param("multi", "```sql\nSELECT 1\n```\n```sql\nDELETE FROM users\n```", id="fence-last-wins"),
     pytest.param("multi", "<think>SELECT 1</think>DROP TABLE users", id="think-then-drop"),
@@ -353,6 +341,19 @@ CORPUS: list = [
         id="group-concat-growth",
     ),
     pytest.param("bomb", _DEEP, id="nested-parens-5000"),
+    pytest.param(
+        "bomb",
+        SLOW_SQL.replace(
+            "FROM users u W", "FROM " + "(SELECT * FROM " * NESTED_FROM + "users" + ")" * NESTED_FROM + " u W"
+        ),
+        id="nested-from-subqueries",
+    ),
+    pytest.param(
+        "bomb",
+        SLOW_SQL + " AND (" + " OR ".join(f"u.id = {i}" for i in range(OR_TERMS)) + ")",
+        id="long-or-chain",
+        marks=pytest.mark.timeout(WALL_BOUND_S),
+    ),
     pytest.param("bomb", _MEGA, id="megabyte-sql"),
     pytest.param("bomb", _NEAR_LIMIT, id="near-limit-sql"),
     pytest.param("bomb", "SELECT u.id FROM users u WHERE u.name = 'a\x00b'", id="nul-in-string"),
@@ -365,9 +366,7 @@ CORPUS: list = [
         "SELECT " + ", ".join(f"u.id AS c{i}" for i in range(3000)) + " FROM users u",
         id="too-many-columns",
     ),
-    pytest.param(
-        "bomb", " UNION ALL ".join(["SELECT u.id, 0 FROM users u"] * 200), id="compound-select-200"
-    ),
+    pytest.param("bomb", " UNION ALL ".join(["SELECT u.id, 0 FROM users u"] * 200), id="compound-select-200"),
     # not SQL, not a string
     pytest.param("junk", "", id="empty"),
     pytest.param("junk", "   \n\t ", id="whitespace"),

@@ -119,7 +119,9 @@ def _multiset_diff(
     used = [False] * len(act_sorted)
     for i, e in enumerate(exp_sorted):
         lo, hi = max(0, i - window), min(len(act_sorted), i + window + 1)
-        match = next((j for j in range(lo, hi) if not used[j] and _rows_equal(e, act_sorted[j], rel_tol)), None)
+        match = next(
+            (j for j in range(lo, hi) if not used[j] and _rows_equal(e, act_sorted[j], rel_tol)), None
+        )
         if match is None:
             return e, act_sorted[min(i, len(act_sorted) - 1)]
         used[match] = True

@@ -327,7 +327,10 @@ class TaskRunner:
     def evaluate(self, action: object) -> EvalResult:
         """Score one action. Never raises for anything the action contains."""
         start = self._timer()
-        result = self._evaluate(action)
+        try:
+            result = self._evaluate(action)
+        except RecursionError:
+            result = self._finish(Verdict.REJECTED, "the SQL is nested too deeply to analyse")
         result.seconds = self._timer() - start
         result.engine = self.backend.engine_version()
         result.task_id = self.task.id
@@ -396,7 +399,15 @@ class TaskRunner:
         wall = None
         if cfg.cost is CostMode.WORK:
             raw = work_ratio(main.work, run.work)
-            speedup = calibrated(raw, self.backend.calibration_alpha)
+            backend = self.backend
+            speedup = calibrated(
+                main.work,
+                run.work,
+                len(main.rows),
+                alpha=backend.calibration_alpha,
+                statement_work=backend.calibration_statement_work,
+                row_work=backend.calibration_row_work,
+            )
             cand_cost: float = float(run.work)
         else:
             measurement = self._measure_wall(act)
@@ -518,6 +529,8 @@ class TaskRunner:
                 target.close()
 
     def _canonically_same(self, candidate: exp.Query) -> bool:
+        if _ast_size(candidate) > 4 * self._size + 200:
+            return False  # canonicalization is superlinear; a far bigger rewrite is not the same query
         dialect = self.backend.dialect
         return canonical_sql(candidate, self._schema_map, dialect) == canonical_sql(
             self.query, self._schema_map, dialect

@@ -72,15 +72,30 @@ class WallMeasurement:
     """Median candidate time."""
 
 
-def calibrated(work_ratio: float, alpha: float) -> float:
-    """The calibrated speedup estimate ``work_ratio ** alpha``.
+def calibrated(
+    baseline_work: float,
+    candidate_work: float,
+    rows: int = 0,
+    *,
+    alpha: float = 1.0,
+    statement_work: float = 0.0,
+    row_work: float = 0.0,
+) -> float:
+    """The calibrated speedup estimate from deterministic work counters.
 
-    >>> round(calibrated(108.0, 0.83), 1)
+    Wall time is modelled as ``work + statement_work + row_work * rows`` in work units: a fixed
+    cost per statement and a cost per returned row (both sides return the same rows once
+    verified) that the engine's counter does not see, then the ratio is raised to ``alpha``.
+    All three constants are fitted per backend by ``benchmarks/core.py``.
+
+    >>> round(calibrated(108_000, 1_000, alpha=0.83), 1)
     48.8
+    >>> round(calibrated(108_000, 1_000, 0, alpha=1.0, statement_work=1_000), 1)
+    54.5
     """
-    if work_ratio <= 0:
-        return 0.0
-    return work_ratio**alpha
+    fixed = statement_work + row_work * rows
+    ratio = (baseline_work + fixed) / (max(candidate_work, 1) + fixed)
+    return ratio**alpha if ratio > 0 else 0.0
 
 
 def work_ratio(baseline_work: int, candidate_work: int) -> float:

@@ -135,7 +135,7 @@ def _check_functions(query: exp.Expression) -> None:
             name = _function_name(node)
             if name in DENIED_FUNCTIONS:
                 raise PolicyViolation(Verdict.REJECTED, f"function {name}() is not allowed")
-            if _sqlite_name(node) in TIME_FUNCTIONS | {"strftime"}:
+            if _maybe_time_function(node, name) and _sqlite_name(node) in TIME_FUNCTIONS | {"strftime"}:
                 _check_time_arguments(node)
         if (
             isinstance(node, exp.Literal)
@@ -147,6 +147,19 @@ def _check_functions(query: exp.Expression) -> None:
             )
         if isinstance(node, (exp.Placeholder, exp.Parameter)):
             raise PolicyViolation(Verdict.REJECTED, "bound parameters are not allowed")
+
+
+_TIME_CLASS_WORDS = ("date", "time", "unix", "epoch", "julian", "str")
+
+
+def _maybe_time_function(node: exp.Func, name: str) -> bool:
+    """Whether this node may render as a SQLite date function (a cheap filter; rendering is costly)."""
+    if isinstance(node, exp.Anonymous):
+        return name in TIME_FUNCTIONS or name == "strftime"
+    if isinstance(node, (exp.Connector, exp.Binary, exp.AggFunc)):
+        return False
+    cls = type(node).__name__.lower()
+    return any(word in cls for word in _TIME_CLASS_WORDS)
 
 
 def _sqlite_name(node: exp.Func) -> str:

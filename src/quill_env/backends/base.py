@@ -155,8 +155,12 @@ class Backend(abc.ABC):
     work_unit: ClassVar[str]
     """What the ``work`` counter counts (e.g. ``vm_steps``)."""
     calibration_alpha: ClassVar[float]
-    """Exponent of the calibrated speedup: ``wall ~ work_ratio ** alpha``, fitted by
+    """Exponent of the calibrated speedup (see :func:`quill_env.measure.calibrated`), fitted by
     ``benchmarks/core.py`` over the reference rewrites of the shipped suites."""
+    calibration_statement_work: ClassVar[float] = 0.0
+    """Fixed cost of one statement in work units (harness and driver overhead)."""
+    calibration_row_work: ClassVar[float] = 0.0
+    """Cost of returning one row to the caller, in work units."""
     deterministic_work: ClassVar[bool] = True
     """Whether the work counter repeats exactly from run to run."""
 
