@@ -266,8 +266,11 @@ def main() -> None:
     print(
         f"determinism: work identical across processes = {de['work_identical']}; wall reward std {de['wall_reward_std']:.4f} (target <= 0.02)"
     )
+    fit, wb = ca["fitted"], ca["with_backend"]
     print(
-        f"calibration: alpha {ca['alpha_fitted']:.3f}; spearman {ca['spearman']:.3f} (>= 0.9); tier agreement {ca['tier_agreement']:.0%} (>= 85%)"
+        f"calibration: fitted alpha {fit['alpha']:.3f}, statement_work {fit['statement_work']:.0f}, row_work {fit['row_work']}; "
+        f"with the backend's constants: spearman {wb['spearman']:.3f} (>= 0.9), tier agreement {wb['tier_agreement']:.0%} (>= 85%); "
+        f"raw work ratio spearman {ca['spearman_raw_work_ratio']:.3f}"
     )
     print(
         f"1000x-slower candidate: slowdown {sc['slowdown_unbounded']:.0f}x unbounded; step/baseline {sc['step_over_baseline']:.2f} (<= 3); {sc['verdicts']}"

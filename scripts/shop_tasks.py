@@ -174,7 +174,23 @@ task(
     split="test",
 )
 
+def measure(tasks):
+    """Record each reference's calibrated speedup at small and medium, measured by the environment."""
+    from quill_env import Task, TaskRunner
+    from quill_env.tasks import Suite
+
+    suite = Suite.load(Path(__file__).resolve().parents[1] / "envs" / "shop")
+    for entry in tasks:
+        task = Task.from_dict(entry, suite="shop", schema="shop")
+        entry["reference_speedup"] = {}
+        for scale in ("small", "medium"):
+            result = TaskRunner.from_suite(suite, task, scale).evaluate(task.reference)
+            assert result.verdict.value == "improved", (task.id, scale, result.error)
+            entry["reference_speedup"][scale] = round(result.speedup, 3)
+
+
 if __name__ == "__main__":
     out = Path(__file__).resolve().parents[1] / "envs" / "shop" / "tasks.jsonl"
+    measure(T)
     out.write_text("".join(json.dumps(t) + "\n" for t in T))
     print(f"wrote {len(T)} tasks to {out}")

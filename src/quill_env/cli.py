@@ -119,7 +119,7 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_tasks(args: argparse.Namespace, console: Console) -> int:
-    """List or show the shipped tasks, or build their databases."""
+    """List, show or export the shipped tasks, or build their databases."""
     from quill_env.tasks import get_suite, list_suites
 
     suites = [get_suite(n) for n in ([args.suite] if args.suite else list_suites())]
@@ -137,6 +137,26 @@ def cmd_tasks(args: argparse.Namespace, console: Console) -> int:
         if task is None:
             task = suites[0].task(args.id)
         console.print_json(json.dumps(task.to_dict()))
+    elif args.action == "export":
+        if not args.out:
+            console.print("[red]quill tasks export needs --out FILE.jsonl[/]")
+            return 2
+        split = args.split or "all"
+        count = 0
+        with open(args.out, "w") as fh, _progress(console) as progress:
+            job = progress.add_task(f"exporting {split} tasks", total=len(suites))
+            for suite in suites:
+                tasks = suite.split(split)
+                if tasks:
+                    extra = {
+                        "database": str(suite.database(args.scale)),
+                        "scale": args.scale or suite.default_scale,
+                    }
+                    for t in tasks:
+                        fh.write(json.dumps({**t.to_dict(), **extra}) + "\n")
+                        count += 1
+                progress.advance(job)
+        console.print(f"wrote {count} tasks to {args.out}")
     elif args.action == "build":
         with _progress(console) as progress:
             scales = [args.scale] if args.scale else None
@@ -181,12 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print the full result as JSON")
     ev.set_defaults(func=cmd_evaluate)
 
-    tasks = sub.add_parser("tasks", help="list, show or build the shipped tasks")
-    tasks.add_argument("action", choices=["list", "show", "build"])
+    tasks = sub.add_parser("tasks", help="list, show, build or export the shipped tasks")
+    tasks.add_argument("action", choices=["list", "show", "build", "export"])
     tasks.add_argument("id", nargs="?", help="task id (for show)")
     tasks.add_argument("--suite", default=None)
     tasks.add_argument("--scale", default=None)
     tasks.add_argument("--rebuild", action="store_true", help="regenerate even when cached")
+    tasks.add_argument("--split", default=None, choices=["train", "test", "all"], help="for export")
+    tasks.add_argument("--out", default=None, help="output JSONL file (for export)")
     tasks.set_defaults(func=cmd_tasks)
     return parser
 
