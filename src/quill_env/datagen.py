@@ -7,9 +7,15 @@ the same database bytes. Column kinds:
 ``serial``      1..n (primary keys)
 ``fk``          a key of ``ref`` (``"table.column"``), Zipf-skewed fan-out with ``skew`` (a > 1)
 ``int``         integers in ``[low, high]``; ``skew`` makes them Zipf-like
-``float``       ``[low, high]`` rounded to ``decimals``; ``dist`` uniform or lognormal (money)
+``float``       ``[low, high]`` rounded to ``decimals``; ``dist`` uniform or lognormal (money);
+                lognormal takes an optional ``median`` and ``sigma`` (default: median
+                ``(low + high) / 4 + 1``, sigma 0.8), clipped to ``[low, high]``
 ``choice``      one of ``values`` with optional ``weights`` (categorical)
-``date``        ISO dates between ``start`` and ``end``; ``timestamp`` adds a time of day
+``date``        ISO dates between ``start`` and ``end``; ``timestamp`` adds a time of day.
+                With ``after`` (an earlier column of the same table) instead of ``start`` and
+                ``end``: that column's value plus ``min_days``..``max_days`` whole days (a
+                ``timestamp`` adds up to one more day of seconds, so it never precedes that
+                column); NULL where that column is NULL (``shipped_at`` after ``placed_at``)
 ``text``        ``template`` with ``{i}`` (row number) and ``{word}``, or ``words`` sentences
 ``bool``        0/1 with probability ``p``
 
@@ -93,10 +99,35 @@ def _parse_date(text: str) -> dt.date:
         raise SuiteError(f"bad date {text!r} in generator spec (expected YYYY-MM-DD)") from None
 
 
+def _after(spec: Mapping[str, Any], n: int, rng: np.random.Generator, row: Mapping[str, list]) -> list:
+    """A ``date``/``timestamp`` column some whole days after an earlier column of the same table."""
+    source = str(spec["after"])
+    if source not in row:
+        raise SuiteError(f"'after' refers to column {source!r}, which is generated later or missing")
+    try:
+        base = np.array(["NaT" if v is None else v for v in row[source]], dtype="datetime64[s]")
+    except ValueError:
+        raise SuiteError(f"'after' column {source!r} does not hold dates") from None
+    days = rng.integers(int(spec.get("min_days", 0)), int(spec["max_days"]) + 1, size=n)
+    if spec["kind"] == "date":
+        text = (base.astype("datetime64[D]") + days.astype("timedelta64[D]")).astype(str)
+    else:
+        secs = rng.integers(0, 86400, size=n)
+        text = (base + (days * 86400 + secs).astype("timedelta64[s]")).astype(str)
+    return [None if v == "NaT" else v.replace("T", " ") for v in text.tolist()]
+
+
 def generate_column(
-    spec: Mapping[str, Any], n: int, rng: np.random.Generator, tables: Mapping[str, dict[str, list]]
+    spec: Mapping[str, Any],
+    n: int,
+    rng: np.random.Generator,
+    tables: Mapping[str, dict[str, list]],
+    row: Mapping[str, list] | None = None,
 ) -> list:
-    """Generate ``n`` values of one column as a Python list (``None`` for NULL)."""
+    """Generate ``n`` values of one column as a Python list (``None`` for NULL).
+
+    ``row`` holds the columns of the same table generated so far (for ``after``).
+    """
     kind = spec.get("kind")
     if kind == "serial":
         values: np.ndarray | list = np.arange(1, n + 1, dtype=np.int64)
@@ -116,7 +147,8 @@ def generate_column(
     elif kind == "float":
         low, high = float(spec["low"]), float(spec["high"])
         if spec.get("dist") == "lognormal":
-            raw = rng.lognormal(mean=np.log((low + high) / 4 + 1), sigma=0.8, size=n)
+            median = float(spec["median"]) if "median" in spec else (low + high) / 4 + 1
+            raw = rng.lognormal(mean=np.log(median), sigma=float(spec.get("sigma", 0.8)), size=n)
             values = np.clip(raw, low, high)
         else:
             values = rng.uniform(low, high, size=n)
@@ -125,6 +157,8 @@ def generate_column(
         options = list(spec["values"])
         weights = np.asarray(spec.get("weights") or [1] * len(options), dtype=np.float64)
         values = [options[i] for i in rng.choice(len(options), size=n, p=weights / weights.sum())]
+    elif kind in ("date", "timestamp") and "after" in spec:
+        values = _after(spec, n, rng, row or {})
     elif kind in ("date", "timestamp"):
         start, end = _parse_date(spec["start"]), _parse_date(spec["end"])
         days = rng.integers(0, (end - start).days + 1, size=n)
@@ -175,7 +209,7 @@ def generate_tables(generator: Mapping[str, Any], scale: str, seed: int) -> dict
         rng = np.random.default_rng([seed, t_index])
         out[name] = {}
         for col, spec in table["columns"].items():
-            out[name][col] = generate_column(spec, n, rng, out)
+            out[name][col] = generate_column(spec, n, rng, out, out[name])
     return out
 
 

@@ -14,6 +14,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import apsw
 import numpy as np
 import sqlglot
 from sqlglot import exp
@@ -113,6 +114,17 @@ def query_literals(
         for item in node.expressions:
             add(node.this, item)
     return found
+
+
+def _drop_dangling(conn: apsw.Connection) -> None:
+    """Delete rows whose foreign key lost its parent (a parent row refused by a CHECK, say)."""
+    for _ in range(16):
+        bad = list(conn.execute("PRAGMA foreign_key_check"))
+        if not bad:
+            return
+        for table, rowid, *_ in bad:
+            stmt = exp.delete(sqlbuild.table(table), where=exp.column("rowid").eq(exp.Placeholder()))
+            conn.execute(stmt.sql("sqlite"), (rowid,))
 
 
 def _neighbours(value: object) -> list[object]:
@@ -358,6 +370,7 @@ class VariantBuilder:
                     continue
                 text = sqlbuild.insert(info.name, names, ignore=True)
                 conn.executemany(text, [tuple(r[c] for c in names) for r in rows])
+            _drop_dangling(conn)
         image = target.serialize()
         target.close()
         return image
