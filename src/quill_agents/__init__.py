@@ -1,5 +1,6 @@
-"""Agents that act on Quill environments (baselines now; heuristic, teacher and trainers next)."""
+"""Agents that act on Quill environments: baselines, heuristic optimizer, teacher LLM, policies."""
 
+from quill_agents.base import Agent, BaseAgent, Observation
 from quill_agents.baselines import IdentityAgent, ReferenceAgent
 
-__all__ = ["IdentityAgent", "ReferenceAgent"]
+__all__ = ["Agent", "BaseAgent", "IdentityAgent", "Observation", "ReferenceAgent"]

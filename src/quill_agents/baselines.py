@@ -2,38 +2,42 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
+from quill_agents.base import BaseAgent, Observation
 from quill_env.tasks import Task
 
+OUTPUT_NOTE = "\n-- the application reads only:"
 
-class IdentityAgent:
+
+def observed_query(observation: Observation) -> str:
+    """The slow query of an observation, without the note on the columns the application reads."""
+    return observation["query"].split(OUTPUT_NOTE)[0].strip()
+
+
+class IdentityAgent(BaseAgent):
     """Returns the slow query unchanged (scores ``unchanged``, reward 0)."""
 
     name = "identity"
 
-    def act(self, observation: Mapping[str, str]) -> str:
+    def act(self, observation: Observation) -> str:
         """The observation's own query."""
-        return observation["query"]
-
-    def act_batch(self, observations: Sequence[Mapping[str, str]]) -> list[str]:
-        """:meth:`act` for each observation."""
-        return [self.act(o) for o in observations]
+        return observed_query(observation)
 
 
-class ReferenceAgent:
-    """Returns the task's reference rewrite (the oracle line); needs the tasks by query text."""
+class ReferenceAgent(BaseAgent):
+    """Returns the task's reference rewrite (the oracle line).
+
+    Args:
+        tasks: the tasks it may be asked about; observations are matched by their query text.
+    """
 
     name = "reference"
 
     def __init__(self, tasks: Sequence[Task]) -> None:
         self._by_query = {t.query.strip(): t.reference or t.query for t in tasks}
 
-    def act(self, observation: Mapping[str, str]) -> str:
-        """The reference of the task whose query this observation shows."""
-        query = observation["query"].split("\n-- the application reads only:")[0].strip()
-        return self._by_query.get(query, observation["query"])
-
-    def act_batch(self, observations: Sequence[Mapping[str, str]]) -> list[str]:
-        """:meth:`act` for each observation."""
-        return [self.act(o) for o in observations]
+    def act(self, observation: Observation) -> str:
+        """The reference of the task whose query this observation shows (else the query)."""
+        query = observed_query(observation)
+        return self._by_query.get(query, query)
