@@ -210,7 +210,25 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--split", default=None, choices=["train", "test", "all"], help="for export")
     tasks.add_argument("--out", default=None, help="output JSONL file (for export)")
     tasks.set_defaults(func=cmd_tasks)
+    _register_plugins(sub)
     return parser
+
+
+PLUGINS = ("quill_agents.cli_generate", "quill_agents.cli_bench", "quill_agents.cli_train")
+"""Modules that add subcommands (``register(subparsers)``); imported only to build the parser."""
+
+
+def _register_plugins(sub: argparse._SubParsersAction) -> None:
+    import importlib
+
+    for name in PLUGINS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name == name:
+                continue
+            raise
+        module.register(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
