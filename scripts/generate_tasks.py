@@ -23,8 +23,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--schemas", default=",".join(GENERATED))
     parser.add_argument("--draws", type=int, default=380)
-    parser.add_argument("--per-schema", type=int, default=86)
-    parser.add_argument("--test-per-schema", type=int, default=46)
+    parser.add_argument("--per-schema", type=int, default=100)
+    parser.add_argument("--test-per-schema", type=int, default=50)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     for name in args.schemas.split(","):

@@ -126,3 +126,16 @@ def test_cli_evaluate_json(small_db, capsys):
 def test_cli_demo(shop_suite, capsys):
     assert cli_main(["demo", "--scale", "small", "--limit", "2"]) == 0
     assert "reference rewrites improved: 2/2" in capsys.readouterr().out
+
+
+def test_baseline_is_cached_on_disk(small_db, monkeypatch):
+    from quill_env.evaluator import TaskRunner
+
+    first = TaskRunner.for_database(small_db, SLOW + " ORDER BY u.id").baseline
+
+    def boom(*_):
+        raise AssertionError("the slow query ran again")
+
+    monkeypatch.setattr(TaskRunner, "_run_original", boom)
+    again = TaskRunner.for_database(small_db, SLOW + " ORDER BY u.id").baseline
+    assert again == first

@@ -22,6 +22,8 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
+from quill_env import cache as baseline_cache
+from quill_env._version import DATA_FORMAT, __version__
 from quill_env.backends import open_backend
 from quill_env.backends.base import Backend, Budget, ExecResult, ExecStatus, Timer
 from quill_env.backends.sqlite import SQLiteBackend
@@ -181,6 +183,8 @@ class TaskRunner:
         variants: variant database images.
         options: scoring options.
         timer: the clock (inject a fake one in tests).
+        data_key: identity of the data (databases and variants); when given, the baseline is
+            also cached on disk under that key.
     """
 
     def __init__(
@@ -190,8 +194,10 @@ class TaskRunner:
         variants: Sequence[Variant] = (),
         options: EvalOptions | None = None,
         timer: Timer = time.perf_counter,
+        data_key: str | None = None,
     ) -> None:
         self.task = task
+        self.data_key = data_key
         self.backend = backend
         self.options = options or EvalOptions()
         self._timer = timer
@@ -224,7 +230,8 @@ class TaskRunner:
         backend = _shared_backend(str(suite.database(scale)))
         source_path = str(suite.database("variant"))
         images = _variants_for(_shared_backend(source_path), _file_key(source_path), task.query, options)
-        return cls(task, _clone(backend), images, options)
+        data_key = f"suite:{suite.name}:{suite.data_hash}:{scale or suite.default_scale}"
+        return cls(task, _clone(backend), images, options, data_key=data_key)
 
     @classmethod
     def for_database(
@@ -246,7 +253,7 @@ class TaskRunner:
             query=query,
             output_columns=tuple(output_columns) if output_columns else None,
         )
-        return cls(task, _clone(backend), images, options)
+        return cls(task, _clone(backend), images, options, data_key=_file_key(path))
 
     # --- baseline --------------------------------------------------------------------------
 
@@ -264,9 +271,27 @@ class TaskRunner:
         Raises:
             BaselineError: the original fails or returns more than ``max_rows`` rows.
         """
+        key = self._cache_key()
+        entry = baseline_cache.load(key) if key else None
+        if entry is not None:
+            return Baseline(
+                _record_from_json(entry["main"]), [_record_from_json(v) for v in entry["variants"]]
+            )
         main = self._run_original(self.backend, "main database")
         variants = [self._run_original(b, f"variant {b!r}") for b in self.variant_backends]
+        if key and len(main.rows) + sum(len(v.rows) for v in variants) <= baseline_cache.MAX_CACHED_ROWS:
+            entry = {"main": _record_to_json(main), "variants": [_record_to_json(v) for v in variants]}
+            baseline_cache.save(key, entry)
         return Baseline(main, variants)
+
+    def _cache_key(self) -> str | None:
+        if self.data_key is None:
+            return None
+        opts = self.options
+        return baseline_cache.cache_key(
+            __version__, DATA_FORMAT, self.backend.engine_version(), self.data_key, self.task.query,
+            self.task.output_columns, opts.num_variants, opts.variant_rows, opts.seed, opts.max_rows,
+        )  # fmt: skip
 
     def _run_original(self, backend: Backend, where: str) -> RunRecord:
         opts = self.options
@@ -541,6 +566,23 @@ class TaskRunner:
         self.backend.close()
         for b in self._variants or []:
             b.close()
+
+
+def _record_to_json(record: RunRecord) -> dict:
+    out = asdict(record)
+    out["rows"] = baseline_cache.encode_rows(record.rows)
+    return out
+
+
+def _record_from_json(raw: dict) -> RunRecord:
+    segments = [tuple(s) for s in raw["segments"]] if raw["segments"] is not None else None
+    return RunRecord(
+        rows=baseline_cache.decode_rows(raw["rows"]),
+        columns=list(raw["columns"]),
+        work=int(raw["work"]),
+        seconds=float(raw["seconds"]),
+        segments=segments,
+    )
 
 
 def _outcome_status(result: EvalResult) -> str:
