@@ -46,7 +46,7 @@ def test_same_seed_same_episodes(shop_suite):
 
 
 def test_observation_has_schema_query_and_plan(shop_suite):
-    env = gym.make("Quill-v0", scale="small")
+    env = gym.make("Quill-v0", suite="shop", scale="small")
     obs, info = env.reset(seed=0)
     assert set(obs) == {"schema", "query", "plan"}
     assert "CREATE TABLE users" in obs["schema"] and "rows" in obs["schema"]
