@@ -1,0 +1,380 @@
+"""Throughput at scale (issue: quill bench), measured side by side in one run.
+
+Writes benchmarks/results/throughput.json with, for the shop suite (split "all", a fixed task
+list, reference actions), steps per second of:
+- one ``Quill-v0`` env;
+- ``SyncVectorEnv`` of 2 envs;
+- ``AsyncVectorEnv`` of 2 envs (``shared_memory=False``, autoreset SAME_STEP);
+- the evaluation process pool (quill_agents.leaderboard.pool) with 1 and 2 spawned workers;
+each after a warm-up (every baseline computed) and each against the bare-execution limit: the
+same candidate executions run directly with APSW (as benchmarks/core.py ``bare_seconds`` does),
+measured in the same run. Target: 2 workers reach at least 1.7x one worker.
+Also: the first vs the repeated evaluation of a task (the repeat must not re-run the slow query)
+and the peak RSS of every worker.
+
+Run: .venv/bin/python benchmarks/throughput.py [--scale medium] [--passes 2] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import apsw
+import gymnasium as gym
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
+
+import quill_env
+from quill_agents.baselines import ReferenceAgent
+from quill_agents.leaderboard.pool import Player, RunConfig, init_worker, make_jobs, peak_rss_mb, run_job
+from quill_env import TaskRunner, get_suite
+from quill_env.policy import parse_action
+
+OUT = Path(__file__).resolve().parent / "results" / "throughput.json"
+SUITE = "shop"
+
+
+def bare_seconds(runner: TaskRunner, action: str) -> float:
+    """The candidate executed with plain APSW on the main database and every variant (as core.py)."""
+    act = parse_action(action, runner.schema_view)
+    index_sql = [spec.to_sql(f"bare_{i}") for i, spec in enumerate(act.indexes)]
+    total = 0.0
+    for backend in [runner.backend, *runner.variant_backends]:
+        conn: apsw.Connection = backend.connection
+        start = time.perf_counter()
+        conn.execute("SAVEPOINT bare")
+        for stmt in index_sql:
+            conn.execute(stmt)
+        rows = list(conn.execute(act.query_sql))
+        conn.execute("ROLLBACK TO bare")
+        conn.execute("RELEASE bare")
+        total += time.perf_counter() - start
+        del rows
+    return total
+
+
+def vm_hwm_mb(pid: int) -> float | None:
+    """Peak resident memory of another process (Linux VmHWM), else its current RSS via psutil."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    try:
+        import psutil
+
+        return psutil.Process(pid).memory_info().rss / 2**20
+    except Exception:
+        return None
+
+
+def make_env(scale: str):
+    return gym.make("Quill-v0", suite=SUITE, split="all", scale=scale)
+
+
+class EnvFactory:
+    """A picklable env constructor (AsyncVectorEnv ships it to its workers)."""
+
+    def __init__(self, scale: str) -> None:
+        self.scale = scale
+
+    def __call__(self):
+        return make_env(self.scale)
+
+
+# --- measurements ----------------------------------------------------------------------------
+
+
+def bare_limit(tasks, scale: str, repeats: int) -> dict[str, float]:
+    """Median bare seconds of every task's reference (warm runners)."""
+    suite = get_suite(SUITE)
+    out = {}
+    for task in tasks:
+        runner = TaskRunner.from_suite(suite, task, scale)
+        _ = runner.baseline
+        out[task.id] = statistics.median(bare_seconds(runner, task.reference) for _ in range(repeats))
+        runner.close()
+    return out
+
+
+def against_bare(steps: list[str], seconds: float, bare: dict[str, float], workers: int) -> dict:
+    bare_total = sum(bare[t] for t in steps)
+    sps = len(steps) / seconds
+    bare_sps = len(steps) / bare_total
+    return {
+        "steps": len(steps),
+        "seconds": round(seconds, 4),
+        "steps_per_s": round(sps, 2),
+        "bare_steps_per_s_one_core": round(bare_sps, 2),
+        "bare_steps_per_s_limit": round(bare_sps * workers, 2),
+        "share_of_bare_limit": round(sps / (bare_sps * workers), 4),
+    }
+
+
+class SingleEnv:
+    """One ``Quill-v0`` env stepping the task list in order."""
+
+    workers = 1
+
+    def __init__(self, tasks, scale: str, passes: int) -> None:
+        self.tasks, self.passes = tasks, passes
+        self.env = make_env(scale)
+
+    def warm(self) -> None:
+        for task in self.tasks:
+            self.env.reset(options={"task_id": task.id})
+            self.env.step(task.reference)
+
+    def round(self) -> list[str]:
+        steps = []
+        for _ in range(self.passes):
+            for task in self.tasks:
+                self.env.reset(options={"task_id": task.id})
+                self.env.step(task.reference)
+                steps.append(task.id)
+        return steps
+
+    def rss(self) -> dict:
+        return {"main": round(peak_rss_mb(), 1)}
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class VectorEnv:
+    """``SyncVectorEnv`` or ``AsyncVectorEnv`` (shared_memory=False) of 2 envs, one-step episodes.
+
+    Tasks come from each sub-env's seeded RNG (autoreset SAME_STEP); the action is looked up
+    from the observed query, and the executed tasks are recorded for the bare limit.
+    """
+
+    def __init__(self, kind: str, tasks, scale: str, passes: int, n_envs: int = 2) -> None:
+        self.kind, self.tasks, self.passes, self.n = kind, tasks, passes, n_envs
+        self.agent = ReferenceAgent(tasks)
+        self.by_query = {t.query.strip(): t.id for t in tasks}
+        fns = [EnvFactory(scale) for _ in range(n_envs)]
+        if kind == "sync":
+            self.envs = SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+        else:
+            self.envs = AsyncVectorEnv(fns, shared_memory=False, autoreset_mode=AutoresetMode.SAME_STEP)
+        self.workers = n_envs if kind == "async" else 1
+        self.obs = None
+
+    def warm(self) -> None:
+        for task in self.tasks:  # every sub-env computes every baseline
+            self.envs.reset(options={"task_id": task.id})
+            self.envs.step([task.reference] * self.n)
+        self.obs, _ = self.envs.reset(seed=list(range(self.n)))
+
+    def round(self) -> list[str]:
+        steps = []
+        for _ in range(self.passes * len(self.tasks) // self.n):
+            queries = [q.split("\n-- the application reads only:")[0].strip() for q in self.obs["query"]]
+            steps += [self.by_query[q] for q in queries]
+            self.obs, _, _, _, _ = self.envs.step([self.agent.act({"query": q}) for q in self.obs["query"]])
+        return steps
+
+    def rss(self) -> dict:
+        if self.kind == "async":
+            return {str(p.pid): round(vm_hwm_mb(p.pid) or 0.0, 1) for p in self.envs.processes}
+        return {"main": round(peak_rss_mb(), 1)}
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+class EvalPool:
+    """The leaderboard's spawn pool; every worker is warmed with every task before timing."""
+
+    def __init__(self, tasks, scale: str, passes: int, workers: int) -> None:
+        ids = [t.id for t in tasks]
+        config = RunConfig((SUITE,), scale, {"cost": "work"})
+        actions = {t.id: t.reference for t in tasks}
+        players = [Player(f"reference#{i}", actions=actions) for i in range(passes)]
+        self.jobs = make_jobs(ids, players, workers)
+        self.workers = workers
+        ctx = mp.get_context("spawn")
+        self.barrier = ctx.Barrier(workers + 1)
+        self.pool = ctx.Pool(workers, initializer=init_worker, initargs=(config, ids, self.barrier))
+        self.peak: dict[str, float] = {}
+
+    def warm(self) -> None:
+        self.barrier.wait()
+
+    def round(self) -> list[str]:
+        results = list(self.pool.imap_unordered(run_job, self.jobs))
+        if not all(r.verdict == "improved" for res in results for r in res.records):
+            raise RuntimeError("a reference action did not verify")
+        for res in results:
+            self.peak[str(res.pid)] = round(max(self.peak.get(str(res.pid), 0.0), res.peak_rss_mb), 1)
+        return [r.task_id for res in results for r in res.records]
+
+    def rss(self) -> dict:
+        return dict(self.peak)
+
+    def close(self) -> None:
+        self.pool.close()
+        self.pool.join()
+
+
+def _burn(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+def cpu_control(n: int = 5_000_000) -> dict:
+    """Pure-Python CPU work in 1 vs 2 processes: the scaling this machine allows right now."""
+    start = time.perf_counter()
+    _burn(n)
+    one = time.perf_counter() - start
+    with mp.get_context("spawn").Pool(2) as pool:
+        pool.map(_burn, [10, 10], chunksize=1)
+        start = time.perf_counter()
+        pool.map(_burn, [n, n], chunksize=1)
+        two = time.perf_counter() - start
+    return {"one_process_s": round(one, 3), "two_processes_twice_the_work_s": round(two, 3),
+            "scaling": round(2 * one / two, 3)}  # fmt: skip
+
+
+def measure(rigs: dict, bare, rounds: int) -> dict:
+    """Warm every rig, then run ``rounds`` rounds, rotating through the rigs (fair under noise)."""
+    out = {}
+    for name, rig in rigs.items():
+        start = time.perf_counter()
+        rig.warm()
+        out[name] = {"warmup_s": round(time.perf_counter() - start, 3), "rounds_s": []}
+    steps = {}
+    for _ in range(rounds):
+        for name, rig in rigs.items():
+            start = time.perf_counter()
+            steps[name] = rig.round()
+            out[name]["rounds_s"].append(round(time.perf_counter() - start, 4))
+    for name, rig in rigs.items():
+        best = min(out[name]["rounds_s"])
+        median = statistics.median(out[name]["rounds_s"])
+        out[name].update(against_bare(steps[name], best, bare, rig.workers))
+        out[name]["steps_per_s_median_round"] = round(len(steps[name]) / median, 2)
+        out[name]["peak_rss_mb"] = rig.rss()
+        rig.close()
+    return out
+
+
+def baseline_caching(tasks, scale: str) -> dict:
+    """First vs repeated evaluation of each task; the repeat must not run the slow query again."""
+    suite = get_suite(SUITE)
+    rows = {}
+    for task in tasks:
+        runner = TaskRunner.from_suite(suite, task, scale)
+        calls = {"n": 0}
+        original = runner._run_original
+
+        def counted(*args, _original=original, _calls=calls, **kw):
+            _calls["n"] += 1
+            return _original(*args, **kw)
+
+        runner._run_original = counted  # counts every execution of the slow original
+        start = time.perf_counter()
+        runner.evaluate(task.reference)
+        first = time.perf_counter() - start
+        first_calls = calls["n"]
+        start = time.perf_counter()
+        runner.evaluate(task.reference)
+        repeat = time.perf_counter() - start
+        rows[task.id] = {
+            "first_s": round(first, 4),
+            "repeat_s": round(repeat, 4),
+            "slow_query_runs_first": first_calls,
+            "slow_query_runs_repeat": calls["n"] - first_calls,
+        }
+        runner.close()
+    return {
+        "per_task": rows,
+        "median_first_s": round(statistics.median(r["first_s"] for r in rows.values()), 4),
+        "median_repeat_s": round(statistics.median(r["repeat_s"] for r in rows.values()), 4),
+        "repeat_never_reruns_slow_query": all(r["slow_query_runs_repeat"] == 0 for r in rows.values()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scale", default="medium")
+    parser.add_argument("--passes", type=int, default=2, help="passes over the task list per round")
+    parser.add_argument("--rounds", type=int, default=5, help="measured rounds per rig")
+    parser.add_argument("--bare-repeats", type=int, default=5)
+    args = parser.parse_args()
+    suite = get_suite(SUITE)
+    suite.database(args.scale)
+    suite.database("variant")
+    tasks = [t for t in suite.split("all") if t.reference]
+    started = time.time()
+    control_before = cpu_control()
+    bare = bare_limit(tasks, args.scale, args.bare_repeats)
+    rigs = {
+        "single_env": SingleEnv(tasks, args.scale, args.passes),
+        "sync_vector_2": VectorEnv("sync", tasks, args.scale, args.passes),
+        "async_vector_2": VectorEnv("async", tasks, args.scale, args.passes),
+        "pool_1": EvalPool(tasks, args.scale, args.passes, 1),
+        "pool_2": EvalPool(tasks, args.scale, args.passes, 2),
+    }
+    result = {
+        "quill_version": quill_env.__version__,
+        "engine": f"SQLite {apsw.sqlite_lib_version()}",
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "load_average_at_start": os.getloadavg(),
+        },
+        "suite": {"name": suite.name, "version": suite.version, "hash": suite.hash},
+        "scale": args.scale,
+        "tasks": [t.id for t in tasks],
+        "passes_per_round": args.passes,
+        "rounds": args.rounds,
+        "method": "every rig warmed (all baselines computed), then rounds rotate through the rigs; "
+        "steps_per_s is from the best round, steps_per_s_median_round from the median",
+        "bare_seconds_per_task": {k: round(v, 6) for k, v in bare.items()},
+        **measure(rigs, bare, args.rounds),
+        "baseline_caching": baseline_caching(tasks, args.scale),
+    }
+    result["machine"]["load_average_at_end"] = os.getloadavg()
+    result["machine"]["cpu_scaling_control"] = {"before": control_before, "after": cpu_control()}
+    one = result["pool_1"]["steps_per_s"]
+    result["scaling"] = {
+        "pool_2_over_pool_1": round(result["pool_2"]["steps_per_s"] / one, 3),
+        "pool_2_over_pool_1_median_rounds": round(
+            result["pool_2"]["steps_per_s_median_round"] / result["pool_1"]["steps_per_s_median_round"], 3
+        ),
+        "async_2_over_single_env": round(
+            result["async_vector_2"]["steps_per_s"] / result["single_env"]["steps_per_s"], 3
+        ),
+        "target": 1.7,
+    }
+    result["seconds"] = round(time.time() - started, 1)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    for key in ("single_env", "sync_vector_2", "async_vector_2", "pool_1", "pool_2"):
+        r = result[key]
+        print(f"{key:15s} {r['steps_per_s']:8.1f} steps/s  (bare limit {r['bare_steps_per_s_limit']:8.1f}; "
+              f"{r['share_of_bare_limit']:.0%} of it; warm-up {r['warmup_s']:.1f}s; rss {r['peak_rss_mb']})")  # fmt: skip
+    sc, bc = result["scaling"], result["baseline_caching"]
+    print(f"scaling: pool 2/1 workers = {sc['pool_2_over_pool_1']:.2f}x, async 2 envs / 1 env = "
+          f"{sc['async_2_over_single_env']:.2f}x (target >= 1.7)")  # fmt: skip
+    print(f"baseline caching: first {bc['median_first_s'] * 1000:.1f} ms, repeat {bc['median_repeat_s'] * 1000:.1f} ms "
+          f"(median); repeat never re-runs the slow query: {bc['repeat_never_reruns_slow_query']}")  # fmt: skip
+    ctl = result["machine"]["cpu_scaling_control"]
+    print(f"control: pure-Python CPU work scales {ctl['before']['scaling']:.2f}x / {ctl['after']['scaling']:.2f}x "
+          f"on 2 processes (before / after); load average {result['machine']['load_average_at_start']}")  # fmt: skip
+    print(f"wrote {OUT} in {result['seconds']}s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""The fingerprint every result carries: what was measured, with what, on what machine."""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Sequence
+from typing import Any
+
+from quill_env._version import __version__
+from quill_env.tasks import Suite
+
+
+def machine_summary() -> dict[str, Any]:
+    """Python, OS, CPU and memory of this machine (memory only when psutil is installed)."""
+    out: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+    }
+    try:
+        import psutil
+
+        out["memory_gib"] = round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:
+        pass
+    return out
+
+
+def engine_version() -> str:
+    """The database engine that scores actions (SQLite bundled with APSW)."""
+    from quill_env.backends.sqlite import SQLiteBackend
+
+    backend = SQLiteBackend.empty()
+    try:
+        return backend.engine_version()
+    finally:
+        backend.close()
+
+
+def fingerprint(suites: Sequence[Suite], *, scale: str | None, cost: str, split: str) -> dict[str, Any]:
+    """The fingerprint of a run.
+
+    Args:
+        suites: the suites the tasks come from.
+        scale: the data scale (``None``: each suite's default, resolved here).
+        cost: the cost mode (``work`` or ``wall``).
+        split: the split scored.
+
+    Returns:
+        ``quill_version``, ``suites`` (name, version, hash, scale), ``engine``, ``cost_mode``,
+        ``scale``, ``split``, ``deterministic`` and ``machine``.
+    """
+    scales = sorted({scale or s.default_scale for s in suites})
+    return {
+        "quill_version": __version__,
+        "suites": [
+            {"name": s.name, "version": s.version, "hash": s.hash, "scale": scale or s.default_scale}
+            for s in suites
+        ],
+        "engine": engine_version(),
+        "cost_mode": cost,
+        "scale": scales[0] if len(scales) == 1 else ",".join(scales),
+        "split": split,
+        "deterministic": cost == "work",
+        "machine": machine_summary(),
+    }
+
+
+def comparable_key(fp: dict[str, Any]) -> tuple:
+    """What must agree for two results to sit on one leaderboard: suites, engine, cost, scale, split."""
+    suites = tuple((s["name"], s["version"], s["hash"]) for s in fp.get("suites", []))
+    return (suites, fp.get("engine"), fp.get("cost_mode"), fp.get("scale"), fp.get("split"))
+
+
+__all__ = ["comparable_key", "engine_version", "fingerprint", "machine_summary"]

@@ -1,0 +1,398 @@
+"""Scoring in parallel worker processes: tasks are sharded, each worker owns its TaskRunners.
+
+A job is a chunk of task ids and the players to score on them (an agent spec, or the fixed
+actions of a submission). Every player of a chunk runs in the same worker, so a task's baseline
+is computed once per run. Workers come from a ``spawn`` pool (safe with APSW connections and
+threads); ``workers=0`` scores in the calling process, which tests and debuggers prefer.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from quill_agents.leaderboard.agents import AgentSpec, build_agent
+from quill_env.errors import QuillError
+from quill_env.evaluator import EvalOptions, EvalResult, TaskRunner
+from quill_env.reward import tier_reward
+from quill_env.tasks import Suite, Task, get_suite
+
+MAX_RUNNERS = 64
+"""Task runners a worker keeps open (least recently used are closed)."""
+
+TASK_ERROR = "task_error"
+"""Pseudo-verdict of a task whose original query cannot be run (the task is broken, not the agent)."""
+AGENT_ERROR = "agent_error"
+"""Pseudo-verdict of a task the agent raised on (e.g. an unreachable endpoint)."""
+MISSING = "missing"
+"""Pseudo-verdict of a task a submission gives no action for."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What every worker needs to score: the suites, the scale and the scoring options.
+
+    Args:
+        suites: shipped suite names or suite directories.
+        scale: the data scale (``None``: each suite's default).
+        options: keyword arguments of :class:`~quill_env.evaluator.EvalOptions` (``cost`` ...).
+    """
+
+    suites: tuple[str, ...]
+    scale: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Player:
+    """Who acts in a job: an agent built from ``agent``, or the fixed ``actions`` by task id."""
+
+    label: str
+    agent: AgentSpec | None = None
+    actions: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """A chunk of tasks and the players to score on each of them."""
+
+    task_ids: tuple[str, ...]
+    players: tuple[Player, ...]
+
+
+@dataclass
+class StepRecord:
+    """One scored (player, task): the action and everything the leaderboard reports about it."""
+
+    agent: str
+    task_id: str
+    suite: str
+    schema: str
+    patterns: list[str]
+    action: str
+    verdict: str
+    correct: bool
+    reward: float
+    speedup: float | None = None
+    speedup_raw: float | None = None
+    tier: float | None = None
+    reward_terms: dict[str, float] = field(default_factory=dict)
+    error: str = ""
+    baseline_cost: float | None = None
+    candidate_cost: float | None = None
+    cost_unit: str = ""
+    cost_mode: str = ""
+    engine: str = ""
+    wall: dict[str, float] | None = None
+    step_seconds: float = 0.0
+    """Time the environment spent scoring the action."""
+    act_seconds: float = 0.0
+    """Time the agent spent producing the action (its share of a batch)."""
+
+    @classmethod
+    def from_result(
+        cls, agent: str, task: Task, action: str, result: EvalResult, act_seconds: float
+    ) -> StepRecord:
+        """A record from an evaluation result."""
+        return cls(
+            agent=agent,
+            task_id=task.id,
+            suite=task.suite,
+            schema=task.schema,
+            patterns=list(task.patterns),
+            action=action,
+            verdict=result.verdict.value,
+            correct=result.correct,
+            reward=float(result.reward),
+            speedup=result.speedup,
+            speedup_raw=result.speedup_raw,
+            tier=tier_reward(result.speedup) if result.correct and result.speedup else None,
+            reward_terms=dict(result.reward_terms),
+            error=result.error,
+            baseline_cost=result.baseline_cost,
+            candidate_cost=result.candidate_cost,
+            cost_unit=result.cost_unit,
+            cost_mode=result.cost_mode,
+            engine=result.engine,
+            wall=result.wall,
+            step_seconds=result.seconds,
+            act_seconds=act_seconds,
+        )
+
+    @classmethod
+    def failed(cls, agent: str, task: Task, verdict: str, error: str, action: str = "") -> StepRecord:
+        """A record of a task that could not be scored (:data:`TASK_ERROR`, :data:`AGENT_ERROR`, ...)."""
+        return cls(
+            agent=agent,
+            task_id=task.id,
+            suite=task.suite,
+            schema=task.schema,
+            patterns=list(task.patterns),
+            action=action,
+            verdict=verdict,
+            correct=False,
+            reward=0.0,
+            error=error,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> StepRecord:
+        """Inverse of :meth:`to_dict` (unknown keys are ignored)."""
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+@dataclass
+class JobResult:
+    """What a worker sends back for a job."""
+
+    records: list[StepRecord]
+    pid: int
+    peak_rss_mb: float
+    baseline_seconds: float
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB (``ru_maxrss``; psutil where resource is missing)."""
+    try:
+        import resource
+
+        kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return kib / 1024 if os.uname().sysname != "Darwin" else kib / 2**20
+    except ImportError:  # pragma: no cover - Windows
+        import psutil
+
+        return psutil.Process().memory_info().peak_wset / 2**20
+
+
+class Worker:
+    """The scoring state of one process: suites, task runners (cached per task id) and agents."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.options = EvalOptions.from_kwargs(**dict(config.options))
+        self.suites: dict[str, Suite] = {}
+        self.tasks: dict[str, Task] = {}
+        for name in config.suites:
+            suite = get_suite(name)
+            self.suites[suite.name] = suite
+            self.tasks.update({t.id: t for t in suite.tasks})
+        self._runners: OrderedDict[str, TaskRunner] = OrderedDict()
+        self._agents: dict[tuple, Any] = {}
+        self.baseline_seconds = 0.0
+
+    def runner(self, task_id: str) -> TaskRunner:
+        """The runner of a task, with its baseline computed (cached, least recently used evicted).
+
+        Raises:
+            BaselineError: the task's original query fails.
+        """
+        if task_id in self._runners:
+            self._runners.move_to_end(task_id)
+            return self._runners[task_id]
+        task = self.tasks[task_id]
+        runner = TaskRunner.from_suite(self.suites[task.suite], task, self.config.scale, self.options)
+        start = time.perf_counter()
+        try:
+            _ = runner.baseline
+        except QuillError:
+            runner.close()
+            raise
+        self.baseline_seconds += time.perf_counter() - start
+        self._runners[task_id] = runner
+        while len(self._runners) > MAX_RUNNERS:
+            self._runners.popitem(last=False)[1].close()
+        return runner
+
+    def agent(self, spec: AgentSpec) -> Any:
+        """The agent a spec describes, built once per process."""
+        key = spec.key()
+        if key not in self._agents:
+            self._agents[key] = build_agent(spec, list(self.tasks.values()))
+        return self._agents[key]
+
+    def run(self, job: Job) -> JobResult:
+        """Score every player of a job on its tasks."""
+        runners: dict[str, TaskRunner] = {}
+        records: list[StepRecord] = []
+        broken: dict[str, str] = {}
+        for task_id in job.task_ids:
+            try:
+                runners[task_id] = self.runner(task_id)
+            except QuillError as err:
+                broken[task_id] = str(err)
+        for player in job.players:
+            for task_id, error in broken.items():
+                records.append(StepRecord.failed(player.label, self.tasks[task_id], TASK_ERROR, error))
+            records += self._play(player, [runners[t] for t in job.task_ids if t in runners])
+        return JobResult(records, os.getpid(), peak_rss_mb(), self.baseline_seconds)
+
+    def _play(self, player: Player, runners: list[TaskRunner]) -> list[StepRecord]:
+        if player.actions is not None:
+            runners = [r for r in runners if r.task.id in player.actions]
+            actions = [player.actions[r.task.id] for r in runners]
+            act_seconds = 0.0
+        else:
+            start = time.perf_counter()
+            try:
+                agent = self.agent(player.agent)  # type: ignore[arg-type]
+                actions = list(agent.act_batch([r.observation() for r in runners]))
+                if len(actions) != len(runners):
+                    raise ValueError(
+                        f"act_batch returned {len(actions)} actions for {len(runners)} observations"
+                    )
+            except Exception as err:  # an agent's failure is recorded per task, never hidden
+                message = f"{type(err).__name__}: {err}"
+                return [StepRecord.failed(player.label, r.task, AGENT_ERROR, message) for r in runners]
+            act_seconds = (time.perf_counter() - start) / max(len(runners), 1)
+        records = []
+        for runner, action in zip(runners, actions):
+            text = action if isinstance(action, str) else str(action)
+            result = runner.evaluate(text)
+            records.append(StepRecord.from_result(player.label, runner.task, text, result, act_seconds))
+        return records
+
+    def close(self) -> None:
+        """Close every runner."""
+        for runner in self._runners.values():
+            runner.close()
+        self._runners.clear()
+
+
+_WORKER: Worker | None = None
+
+
+def init_worker(config: RunConfig, warm: Sequence[str] = (), barrier: Any = None) -> None:
+    """Pool initializer: build this process's :class:`Worker`.
+
+    Args:
+        config: suites, scale and options.
+        warm: task ids whose runners and baselines to build now (benchmarks measure warm steps).
+        barrier: a ``multiprocessing`` barrier to wait on once warm (so a timer can start after).
+    """
+    global _WORKER
+    _WORKER = Worker(config)
+    for task_id in warm:
+        _WORKER.runner(task_id)
+    if barrier is not None:
+        barrier.wait()
+
+
+def run_job(job: Job) -> JobResult:
+    """Score a job in this pool worker (after :func:`init_worker`)."""
+    if _WORKER is None:
+        raise RuntimeError("run_job needs init_worker() first (it is the pool's initializer)")
+    return _WORKER.run(job)
+
+
+def make_jobs(task_ids: Sequence[str], players: Sequence[Player], workers: int) -> list[Job]:
+    """Shard tasks into chunks (about four per worker, at most 8 tasks each), every player in each.
+
+    >>> [len(j.task_ids) for j in make_jobs([f"t{i}" for i in range(10)], [Player("a")], 2)]
+    [2, 2, 2, 2, 2]
+    """
+    if not task_ids:
+        return []
+    size = max(1, min(8, math.ceil(len(task_ids) / (max(workers, 1) * 4))))
+    jobs = []
+    for i in range(0, len(task_ids), size):
+        chunk = tuple(task_ids[i : i + size])
+        chunk_players = tuple(
+            p
+            if p.actions is None
+            else Player(p.label, actions={t: p.actions[t] for t in chunk if t in p.actions})
+            for p in players
+        )
+        jobs.append(Job(chunk, chunk_players))
+    return jobs
+
+
+@dataclass
+class PoolStats:
+    """How a run used its workers."""
+
+    workers: int
+    seconds: float
+    peak_rss_mb: dict[int, float] = field(default_factory=dict)
+    baseline_seconds: dict[int, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (per-worker figures keyed by process id)."""
+        return {
+            "workers": self.workers,
+            "seconds": round(self.seconds, 4),
+            "peak_rss_mb": {str(k): round(v, 1) for k, v in self.peak_rss_mb.items()},
+            "baseline_seconds": {str(k): round(v, 4) for k, v in self.baseline_seconds.items()},
+        }
+
+
+def _results(config: RunConfig, jobs: list[Job], workers: int) -> Iterator[JobResult]:
+    if workers <= 0:
+        worker = Worker(config)
+        try:
+            for job in jobs:
+                yield worker.run(job)
+        finally:
+            worker.close()
+        return
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(workers, initializer=init_worker, initargs=(config,)) as pool:
+        yield from pool.imap_unordered(run_job, jobs)
+
+
+def run_jobs(
+    config: RunConfig,
+    jobs: list[Job],
+    workers: int = 2,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[StepRecord], PoolStats]:
+    """Score every job, in ``workers`` spawned processes (``0``: in this process).
+
+    Args:
+        config: suites, scale and options, given to every worker.
+        jobs: from :func:`make_jobs`.
+        workers: pool size; ``0`` scores in the calling process.
+        progress: called with the number of records each finished job produced.
+
+    Returns:
+        The records (in no particular order) and the pool's statistics.
+    """
+    stats = PoolStats(workers=workers, seconds=0.0)
+    start = time.perf_counter()
+    records: list[StepRecord] = []
+    for result in _results(config, jobs, workers):
+        records += result.records
+        stats.peak_rss_mb[result.pid] = max(stats.peak_rss_mb.get(result.pid, 0.0), result.peak_rss_mb)
+        stats.baseline_seconds[result.pid] = result.baseline_seconds
+        if progress is not None:
+            progress(len(result.records))
+    stats.seconds = time.perf_counter() - start
+    return records, stats
+
+
+__all__ = [
+    "AGENT_ERROR",
+    "MISSING",
+    "TASK_ERROR",
+    "Job",
+    "Player",
+    "PoolStats",
+    "RunConfig",
+    "StepRecord",
+    "Worker",
+    "init_worker",
+    "make_jobs",
+    "peak_rss_mb",
+    "run_job",
+    "run_jobs",
+]
