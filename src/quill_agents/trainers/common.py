@@ -1,0 +1,593 @@
+"""What every Quill trainer shares: the base config, model loading, datasets and the report.
+
+Nothing heavy is imported at module level: torch, transformers, peft and datasets load inside
+the functions that need them, so ``quill --help`` and ``import quill_agents.trainers`` stay fast.
+
+* :class:`TrainConfig`: model, LoRA/QLoRA, data and optimisation fields common to all trainers
+  (each ``<algo>_config.py`` extends it); :meth:`TrainConfig.trl_kwargs` maps it onto TRL's
+  ``TrainingArguments`` fields.
+* :func:`load_model`: any causal LM id or local path, optionally 4-bit nf4 (QLoRA);
+  :func:`lora_config`: the peft ``LoraConfig`` (LoRA is the default).
+* Datasets: :func:`load_jsonl` reads the export of ``quill_agents.export``; :func:`seed_sft_rows`,
+  :func:`seed_dpo_rows` and :func:`prompt_rows` build rows straight from suite tasks.
+* :class:`TrainingReport`: steps, losses/rewards, time, tokens/s and peak memory, written as
+  ``training_report.json`` next to the adapter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import resource
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from quill_env.errors import ConfigError, MissingExtraError
+from quill_env.prompt import build_messages, format_completion
+from quill_env.tasks import Suite, Task, get_suite, list_suites
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "Qwen/Qwen2.5-Coder-7B-Instruct"
+"""The default base model: Qwen2.5 7B Coder Instruct (any causal LM id or local path works)."""
+
+REPORT_NAME = "training_report.json"
+
+
+def config_field(text: str, default: Any = None, **kw: Any) -> Any:
+    """A dataclass field with TRL-style help text."""
+    if isinstance(default, (list, dict, set)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": text}, **kw)
+    return field(default=default, metadata={"help": text}, **kw)
+
+
+@dataclass
+class TrainConfig:
+    """Fields shared by every Quill trainer (model, adapters, data, optimisation, output).
+
+    Every field carries its help text in ``metadata["help"]``; the CLI is generated from them.
+    Fields that TRL's configs expose but Quill does not (warm-up, scheduler, ...) can be set
+    through ``trl_args``.
+    """
+
+    # --- model -------------------------------------------------------------------------------
+    model: str = config_field(
+        "Base model: a Hugging Face id or a local path of any causal LM.", DEFAULT_MODEL
+    )
+    use_lora: bool = config_field("Train a LoRA adapter (default) instead of all weights.", True)
+    load_in_4bit: bool = config_field(
+        "QLoRA: load the base model in 4-bit nf4 through bitsandbytes (implies use_lora).", False
+    )
+    lora_r: int = config_field("LoRA rank.", 16)
+    lora_alpha: int = config_field("LoRA scaling alpha.", 32)
+    lora_dropout: float = config_field("Dropout on the LoRA branch.", 0.05)
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["all-linear"],
+        metadata={"help": "Modules that get LoRA adapters ('all-linear' = every linear layer but the head)."},
+    )
+    trust_remote_code: bool = config_field("Allow custom model code from the hub.", False)
+    # --- data --------------------------------------------------------------------------------
+    dataset: str | None = config_field(
+        "Exported JSONL (quill_agents.export). Without it the seed set is built from the suites' "
+        "reference rewrites.",
+        None,
+    )
+    suites: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Suites (names or directories) giving prompts and the seed set; all shipped if unset."
+        },
+    )
+    split: str = config_field("Task split to train on: train, test or all.", "train")
+    scale: str | None = config_field(
+        "Data scale of the task databases (small/medium/large); suite default if unset."
+    )
+    task_ids: list[str] | None = field(
+        default=None, metadata={"help": "Restrict training to these task ids."}
+    )
+    max_length: int = config_field(
+        "Longest tokenized prompt+completion; longer examples are truncated.", 2048
+    )
+    # --- optimisation ------------------------------------------------------------------------
+    output_dir: str = config_field(
+        "Where the adapter, tokenizer and training report are written.", "outputs/quill"
+    )
+    learning_rate: float = config_field("Peak learning rate.", 2e-4)
+    num_train_epochs: float = config_field("Passes over the training set (ignored when max_steps > 0).", 1.0)
+    max_steps: int = config_field("Stop after this many optimizer steps (-1: use num_train_epochs).", -1)
+    per_device_train_batch_size: int = config_field("Examples per device per forward pass.", 1)
+    gradient_accumulation_steps: int = config_field("Forward passes per optimizer step.", 8)
+    gradient_checkpointing: bool = config_field(
+        "Recompute activations in the backward pass to save memory (TRL's default; off is faster).", True
+    )
+    logging_steps: int = config_field("Log every this many steps.", 10)
+    seed: int = config_field("Random seed.", 42)
+    bf16: bool | None = config_field(
+        "Train in bfloat16; automatic (on when a CUDA GPU supports it) if unset."
+    )
+    use_cpu: bool = config_field("Train on the CPU even when a GPU is present.", False)
+    report_to: str = config_field(
+        "Experiment tracker for TRL/transformers logs ('none', 'wandb', ...).", "none"
+    )
+    trl_args: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "Extra fields passed verbatim to the TRL config (KEY=VALUE)."}
+    )
+
+    algorithm = "train"
+    """The algorithm name (set by subclasses)."""
+
+    def __post_init__(self) -> None:
+        if self.load_in_4bit:
+            self.use_lora = True
+        if self.split not in ("train", "test", "all"):
+            raise ConfigError(f"split must be train, test or all, got {self.split!r}")
+        for name in ("lora_r", "lora_alpha", "max_length", "per_device_train_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.gradient_accumulation_steps < 1 or self.logging_steps < 1:
+            raise ConfigError("gradient_accumulation_steps and logging_steps must be >= 1")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ConfigError(f"lora_dropout must lie in [0, 1), got {self.lora_dropout}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.max_steps == 0 or (self.max_steps < 0 and self.num_train_epochs <= 0):
+            raise ConfigError("set max_steps > 0 or num_train_epochs > 0")
+        if isinstance(self.lora_target_modules, str):
+            self.lora_target_modules = [self.lora_target_modules]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as a JSON-serializable dict."""
+        return json.loads(json.dumps(dataclasses.asdict(self), default=str))
+
+    def resolved_bf16(self) -> bool:
+        """Whether training runs in bfloat16 (the automatic choice when ``bf16`` is unset)."""
+        if self.bf16 is not None:
+            return self.bf16
+        import torch
+
+        return (not self.use_cpu) and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+    def trl_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of TRL's config classes that this config sets (plus ``trl_args``)."""
+        bf16 = self.resolved_bf16()
+        kwargs: dict[str, Any] = {
+            "output_dir": self.output_dir,
+            "learning_rate": self.learning_rate,
+            "num_train_epochs": self.num_train_epochs,
+            "max_steps": self.max_steps,
+            "per_device_train_batch_size": self.per_device_train_batch_size,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps,
+            "gradient_checkpointing": self.gradient_checkpointing,
+            "logging_steps": self.logging_steps,
+            "seed": self.seed,
+            "bf16": bf16,
+            "use_cpu": self.use_cpu,
+            "report_to": self.report_to,
+            "save_strategy": "no",
+        }
+        kwargs.update(self.trl_args)
+        return kwargs
+
+
+# --- models ------------------------------------------------------------------------------------
+
+
+def require_train_extra(qlora: bool = False) -> None:
+    """Raise a :class:`MissingExtraError` naming the extra when a training dependency is absent."""
+    import importlib.util
+
+    needed = ["torch", "transformers", "trl", "peft", "datasets", "accelerate"]
+    if qlora:
+        needed.append("bitsandbytes")
+    for module in needed:
+        if importlib.util.find_spec(module) is None:
+            raise MissingExtraError(module, "qlora" if module == "bitsandbytes" else "train")
+
+
+def compute_dtype(bf16: bool) -> Any:
+    """The torch dtype of weights and 4-bit compute (bfloat16 when training in bf16, else float32)."""
+    import torch
+
+    return torch.bfloat16 if bf16 else torch.float32
+
+
+def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False) -> Any:
+    """The tokenizer of a model, with a pad token (the EOS token when the model has none)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.chat_template is None:
+        raise ConfigError(
+            f"the tokenizer of {name_or_path!r} has no chat template; Quill's prompts are chat messages "
+            "(use an instruction-tuned model or set tokenizer.chat_template)"
+        )
+    return tokenizer
+
+
+def quantization_config(bf16: bool) -> Any:
+    """The QLoRA quantization: 4-bit nf4 with double quantization (Dettmers et al., 2023)."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype(bf16),
+    )
+
+
+def load_model(
+    name_or_path: str,
+    *,
+    load_in_4bit: bool = False,
+    bf16: bool = False,
+    trust_remote_code: bool = False,
+    device: str | None = None,
+    for_training: bool = True,
+    gradient_checkpointing: bool = False,
+) -> Any:
+    """Load a causal LM (any hub id or local path), optionally quantized to 4-bit nf4.
+
+    Args:
+        name_or_path: a Hugging Face model id or a local directory.
+        load_in_4bit: QLoRA's 4-bit nf4 weights through bitsandbytes.
+        bf16: load the weights in bfloat16 (else float32).
+        trust_remote_code: allow custom model code from the hub.
+        device: where to place the model (a 4-bit model goes to the first GPU if there is one).
+        for_training: prepare a 4-bit model for k-bit training (peft).
+        gradient_checkpointing: let that preparation enable gradient checkpointing.
+
+    Returns:
+        A ``transformers`` ``PreTrainedModel``.
+    """
+    require_train_extra(qlora=load_in_4bit)
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"dtype": compute_dtype(bf16), "trust_remote_code": trust_remote_code}
+    if load_in_4bit:
+        kwargs["quantization_config"] = quantization_config(bf16)
+        if device is None and torch.cuda.is_available():
+            kwargs["device_map"] = {"": torch.cuda.current_device()}
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
+    if load_in_4bit and for_training:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    elif device is not None:
+        model = model.to(device)
+    return model
+
+
+def lora_config(config: TrainConfig) -> Any:
+    """The peft ``LoraConfig`` of a training config, or None when training all weights."""
+    if not config.use_lora:
+        return None
+    from peft import LoraConfig
+
+    targets: Any = config.lora_target_modules
+    if targets == ["all-linear"]:
+        targets = "all-linear"
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
+
+
+def load_model_and_tokenizer(config: TrainConfig) -> tuple[Any, Any]:
+    """The base model and tokenizer a training config names."""
+    tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
+    model = load_model(
+        config.model,
+        load_in_4bit=config.load_in_4bit,
+        bf16=config.resolved_bf16(),
+        trust_remote_code=config.trust_remote_code,
+        gradient_checkpointing=config.gradient_checkpointing,
+    )
+    return model, tokenizer
+
+
+def trainable_parameters(model: Any) -> dict[str, int]:
+    """Counts of trainable and total parameters."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"trainable": int(trainable), "total": int(total)}
+
+
+# --- tasks and datasets ------------------------------------------------------------------------
+
+
+def resolve_suites(names: Sequence[str] | None) -> list[Suite]:
+    """Suites by name or directory (every shipped suite when ``names`` is empty)."""
+    return [get_suite(n) for n in (names or list_suites())]
+
+
+def select_tasks(
+    suites: Sequence[Suite], split: str = "train", task_ids: Sequence[str] | None = None
+) -> list[tuple[Suite, Task]]:
+    """``(suite, task)`` pairs of a split, optionally restricted to ``task_ids`` (order kept)."""
+    pairs = [(s, t) for s in suites for t in s.split(split)]
+    if task_ids:
+        wanted = set(task_ids)
+        known = {t.id for _, t in pairs}
+        missing = sorted(wanted - known)
+        if missing:
+            from quill_env.errors import UnknownNameError
+
+            raise UnknownNameError("task", missing[0], known)
+        pairs = [(s, t) for s, t in pairs if t.id in wanted]
+    if not pairs:
+        raise ConfigError(f"no tasks in split {split!r} of suites {[s.name for s in suites]}")
+    return pairs
+
+
+def observation_of(suite: Suite, task: Task, scale: str | None = None) -> dict[str, str]:
+    """The ``Quill-v0`` observation of a suite task (schema, query, plan) at ``scale``."""
+    from quill_env.evaluator import EvalOptions, TaskRunner
+
+    runner = TaskRunner.from_suite(suite, task, scale, EvalOptions(num_variants=0))
+    try:
+        return runner.observation()
+    finally:
+        runner.close()
+
+
+def _assistant(text: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": text}]
+
+
+def prompt_rows(pairs: Iterable[tuple[Suite, Task]], scale: str | None = None) -> list[dict[str, Any]]:
+    """Prompt-only rows for online RL: ``{"prompt": messages, "task_id": id}``."""
+    return [{"prompt": build_messages(observation_of(s, t, scale)), "task_id": t.id} for s, t in pairs]
+
+
+def seed_sft_rows(pairs: Iterable[tuple[Suite, Task]], scale: str | None = None) -> list[dict[str, Any]]:
+    """The seed SFT set: each task's prompt with its reference rewrite as the completion."""
+    rows = []
+    for suite, task in pairs:
+        if task.reference:
+            rows.append(
+                {
+                    "prompt": build_messages(observation_of(suite, task, scale)),
+                    "completion": _assistant(format_completion(task.reference)),
+                    "task_id": task.id,
+                }
+            )
+    return rows
+
+
+def seed_dpo_rows(pairs: Iterable[tuple[Suite, Task]], scale: str | None = None) -> list[dict[str, Any]]:
+    """Seed preference pairs: the reference (improved) is chosen over the slow query itself.
+
+    The slow query scores ``unchanged`` (reward 0.0) and every reference at least the
+    acceptance tier, so each pair is ranked by verified reward as DESIGN §1 asks.
+    """
+    rows = []
+    for suite, task in pairs:
+        if task.reference:
+            rows.append(
+                {
+                    "prompt": build_messages(observation_of(suite, task, scale)),
+                    "chosen": _assistant(format_completion(task.reference)),
+                    "rejected": _assistant(format_completion(task.query)),
+                    "task_id": task.id,
+                }
+            )
+    return rows
+
+
+KIND_COLUMNS = {"sft": ("prompt", "completion"), "dpo": ("prompt", "chosen", "rejected")}
+
+
+def load_jsonl(path: str | os.PathLike[str], kind: str) -> list[dict[str, Any]]:
+    """Rows of an exported JSONL file (``quill_agents.export``), checked for ``kind``'s columns.
+
+    Args:
+        path: the JSONL file.
+        kind: ``sft`` (prompt, completion) or ``dpo`` (prompt, chosen, rejected).
+
+    Returns:
+        One dict per line, holding the kind's columns and ``task_id`` when the row has one.
+
+    Raises:
+        ConfigError: the file is missing, malformed, empty or lacks a column.
+    """
+    columns = KIND_COLUMNS[kind]
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no such dataset file: {path}")
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path}:{n}: not JSON: {err}") from None
+        missing = [c for c in columns if c not in raw]
+        if missing:
+            raise ConfigError(
+                f"{path}:{n}: a {kind} row needs columns {list(columns)}; missing {missing} "
+                f"(export it with the {kind} format)"
+            )
+        row = {c: raw[c] for c in columns}
+        if "task_id" in raw:
+            row["task_id"] = raw["task_id"]
+        rows.append(row)
+    if not rows:
+        raise ConfigError(f"{path} holds no rows")
+    return rows
+
+
+def to_dataset(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Any:
+    """A ``datasets.Dataset`` holding only ``columns`` of ``rows``."""
+    from datasets import Dataset
+
+    return Dataset.from_list([{c: r[c] for c in columns} for r in rows])
+
+
+def training_rows(config: TrainConfig, kind: str) -> list[dict[str, Any]]:
+    """The SFT or DPO rows a config asks for: the export when given, else the seed set."""
+    if config.dataset:
+        return load_jsonl(config.dataset, kind)
+    pairs = select_tasks(resolve_suites(config.suites), config.split, config.task_ids)
+    rows = seed_sft_rows(pairs, config.scale) if kind == "sft" else seed_dpo_rows(pairs, config.scale)
+    if not rows:
+        raise ConfigError("the selected tasks have no reference rewrites to build a seed set from")
+    return rows
+
+
+# --- the report --------------------------------------------------------------------------------
+
+
+def peak_memory() -> dict[str, Any]:
+    """Peak memory so far: CUDA allocator peak on a GPU, else the process's peak RSS."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return {
+            "peak_memory_bytes": int(torch.cuda.max_memory_allocated()),
+            "peak_memory_kind": "cuda_allocated",
+        }
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    scale = 1 if sys.platform == "darwin" else 1024
+    return {"peak_memory_bytes": int(rss * scale), "peak_memory_kind": "process_peak_rss"}
+
+
+def reset_peak_memory() -> None:
+    """Reset the CUDA peak counter (the RSS peak of a process cannot be reset)."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.reset_peak_memory_stats()
+
+
+@dataclass
+class TrainingReport:
+    """What a training run did, written as ``training_report.json`` next to its outputs."""
+
+    algorithm: str
+    config: dict[str, Any]
+    output_dir: str
+    steps: int = 0
+    examples: int = 0
+    train_seconds: float = 0.0
+    tokens: int | None = None
+    tokens_per_second: float | None = None
+    peak_memory_bytes: int = 0
+    peak_memory_kind: str = ""
+    parameters: dict[str, int] = field(default_factory=dict)
+    losses: list[dict[str, float]] = field(default_factory=list)
+    """``{"step", "loss"}`` per logging step."""
+    rewards: list[dict[str, float]] = field(default_factory=list)
+    """``{"step", "reward", "reward_std", "quill/...": ...}`` per logging step (online RL)."""
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Algorithm-specific results (e.g. ReST-EM iterations)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as a JSON-serializable dict."""
+        return json.loads(json.dumps(dataclasses.asdict(self), default=_json_default))
+
+    def write(self, path: str | os.PathLike[str] | None = None) -> Path:
+        """Write the report (default: ``<output_dir>/training_report.json``) and return its path."""
+        target = Path(path) if path else Path(self.output_dir) / REPORT_NAME
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=True))
+        return target
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def report_from_trainer(
+    config: TrainConfig, trainer: Any, seconds: float, examples: int, tokens: int | None = None
+) -> TrainingReport:
+    """Build the report of a finished TRL trainer from its log history."""
+    history = list(trainer.state.log_history)
+    losses = [{"step": h["step"], "loss": h["loss"]} for h in history if "loss" in h]
+    rewards = []
+    for h in history:
+        if "reward" in h:
+            entry = {"step": h["step"], "reward": h["reward"], "reward_std": h.get("reward_std")}
+            entry.update({k: v for k, v in h.items() if k.startswith(("quill/", "rewards/"))})
+            rewards.append(entry)
+    if tokens is None:
+        counted = [h["num_tokens"] for h in history if "num_tokens" in h]
+        tokens = int(counted[-1]) if counted else None
+        seen = getattr(trainer.state, "num_input_tokens_seen", 0)
+        if tokens is None and seen:
+            tokens = int(seen)
+    report = TrainingReport(
+        algorithm=config.algorithm,
+        config=config.to_dict(),
+        output_dir=config.output_dir,
+        steps=int(trainer.state.global_step),
+        examples=examples,
+        train_seconds=round(seconds, 3),
+        tokens=tokens,
+        tokens_per_second=round(tokens / seconds, 2) if tokens and seconds > 0 else None,
+        parameters=trainable_parameters(trainer.model),
+        losses=losses,
+        rewards=rewards,
+        log_history=history,
+    )
+    for key, value in peak_memory().items():
+        setattr(report, key, value)
+    return report
+
+
+def run_and_save(config: TrainConfig, trainer: Any, tokenizer: Any, examples: int) -> TrainingReport:
+    """Train, save the adapter (or model) and tokenizer to ``output_dir``, write the report."""
+    reset_peak_memory()
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    report = report_from_trainer(config, trainer, seconds, examples)
+    save_outputs(trainer, tokenizer, config.output_dir)
+    report.write()
+    logger.info(
+        "%s: %d steps in %.1fs; report in %s", config.algorithm, report.steps, seconds, config.output_dir
+    )
+    return report
+
+
+def save_outputs(trainer: Any, tokenizer: Any, output_dir: str) -> None:
+    """Save the trained adapter (LoRA) or model, and the tokenizer, to ``output_dir``."""
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    trainer.save_model(output_dir)
+    tokenizer.save_pretrained(output_dir)
+
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "REPORT_NAME",
+    "TrainConfig",
+    "TrainingReport",
+    "load_jsonl",
+    "load_model",
+    "load_model_and_tokenizer",
+    "load_tokenizer",
+    "lora_config",
+    "observation_of",
+    "prompt_rows",
+    "resolve_suites",
+    "seed_dpo_rows",
+    "seed_sft_rows",
+    "select_tasks",
+    "training_rows",
+]

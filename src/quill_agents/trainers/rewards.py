@@ -1,0 +1,462 @@
+"""The environment as a reward: TRL reward functions and a tool environment backed by Quill.
+
+* :class:`EnvironmentReward` is a TRL reward function (``reward_funcs=[EnvironmentReward()]``)
+  that scores each completion with :class:`quill_env.TaskRunner`: the SQL is extracted with
+  :func:`quill_env.prompt.extract_sql`, batches are evaluated in parallel worker processes that
+  keep one ``TaskRunner`` per task id (baselines and variant databases are built once per
+  worker), and the share of every verdict is logged through TRL's ``log_metric`` hook. The
+  dataset carries a ``task_id`` column, which TRL passes to reward functions as a keyword.
+* :class:`SQLToolEnvironment` is an ``environment_factory`` class for TRL's multi-turn GRPO: the
+  model may look at the query plan of a candidate and dry-run it (verdict and error) before it
+  submits its final rewrite, which :meth:`SQLToolEnvironment.get_reward` scores.
+
+Nothing here imports torch: worker processes import only ``quill_env``.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import multiprocessing
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from quill_env.errors import ConfigError
+from quill_env.evaluator import EvalOptions, EvalResult, TaskRunner
+from quill_env.policy import PolicyViolation, parse_action
+from quill_env.prompt import extract_sql
+from quill_env.reward import Verdict
+from quill_env.tasks import Suite, get_suite
+
+VERDICTS = tuple(v.value for v in Verdict)
+
+
+class RunnerCache:
+    """``TaskRunner`` objects by task id, built on first use and kept (LRU) for reuse.
+
+    Args:
+        suites: suite names or directories; task ids ``<suite>/<name>`` are looked up in them
+            (by the id's prefix among the shipped suites when ``None``).
+        scale: data scale of the task databases (each suite's default when ``None``).
+        options: :class:`EvalOptions` fields as a dict (``num_variants``, ``cost``, ...).
+        capacity: how many runners stay open.
+    """
+
+    def __init__(
+        self,
+        suites: Sequence[str] | None = None,
+        scale: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        capacity: int = 256,
+    ) -> None:
+        self.suite_names = tuple(suites) if suites else None
+        self.scale = scale
+        self.options = EvalOptions.from_kwargs(**dict(options or {}))
+        self.capacity = capacity
+        self._suites: dict[str, Suite] | None = None
+        self._runners: collections.OrderedDict[str, TaskRunner] = collections.OrderedDict()
+
+    def suite_of(self, task_id: str) -> Suite:
+        """The suite that holds ``task_id``."""
+        prefix = task_id.split("/", 1)[0]
+        if self.suite_names is None:
+            return get_suite(prefix)
+        if self._suites is None:
+            self._suites = {s.name: s for s in map(get_suite, self.suite_names)}
+        if prefix not in self._suites:
+            from quill_env.errors import UnknownNameError
+
+            raise UnknownNameError("suite of task", task_id, self._suites)
+        return self._suites[prefix]
+
+    def runner(self, task_id: str) -> TaskRunner:
+        """The runner of ``task_id`` (built on first use)."""
+        runner = self._runners.get(task_id)
+        if runner is None:
+            suite = self.suite_of(task_id)
+            runner = TaskRunner.from_suite(suite, suite.task(task_id), self.scale, self.options)
+            self._runners[task_id] = runner
+            while len(self._runners) > self.capacity:
+                self._runners.popitem(last=False)[1].close()
+        else:
+            self._runners.move_to_end(task_id)
+        return runner
+
+    def evaluate(self, task_id: str, action: str) -> EvalResult:
+        """Score ``action`` on ``task_id``."""
+        return self.runner(task_id).evaluate(action)
+
+    def close(self) -> None:
+        """Close every runner."""
+        for runner in self._runners.values():
+            runner.close()
+        self._runners.clear()
+
+
+# --- worker processes --------------------------------------------------------------------------
+
+_WORKER_CACHE: RunnerCache | None = None
+
+
+def _init_worker(suites: tuple[str, ...] | None, scale: str | None, options: dict[str, Any]) -> None:
+    global _WORKER_CACHE
+    _WORKER_CACHE = RunnerCache(suites, scale, options)
+
+
+def _summary(result: EvalResult) -> dict[str, Any]:
+    return {
+        "reward": float(result.reward),
+        "verdict": result.verdict.value,
+        "speedup": result.speedup,
+        "error": result.error,
+    }
+
+
+def _score_group(task_id: str, actions: list[str]) -> list[dict[str, Any]]:
+    """Score every action of one task in this worker (its runner is reused across calls)."""
+    if _WORKER_CACHE is None:
+        raise RuntimeError("worker not initialised (use EnvironmentReward, not _score_group directly)")
+    return [_summary(_WORKER_CACHE.evaluate(task_id, a)) for a in actions]
+
+
+def completion_text(completion: Any) -> str:
+    """The final answer of a completion: a string, or the last assistant message's content.
+
+    >>> completion_text([{"role": "assistant", "content": "SELECT 1"}])
+    'SELECT 1'
+    """
+    if isinstance(completion, str):
+        return completion
+    for message in reversed(list(completion)):
+        if message.get("role") == "assistant" and isinstance(message.get("content"), str):
+            return message["content"]
+    return ""
+
+
+class EnvironmentReward:
+    """A TRL reward function that scores completions with the Quill environment.
+
+    Each completion's SQL (the last fenced block, :func:`quill_env.prompt.extract_sql`) is
+    evaluated on its task, named by the dataset's ``task_id`` column, and earns exactly the
+    environment's reward (tiered verified speedup; -1.0 for a syntax error, and so on).
+
+    Args:
+        suites: suite names or directories that hold the task ids (shipped suites if None).
+        scale: data scale of the task databases (each suite's default if None).
+        eval_options: :class:`quill_env.EvalOptions` fields (e.g. ``{"num_variants": 4}``).
+        workers: worker processes evaluating in parallel; 0 evaluates in this process.
+        mp_context: multiprocessing start method of the workers (``spawn`` is safe with CUDA).
+        history_size: how many scored completions :attr:`history` keeps.
+
+    Example:
+        >>> reward = EnvironmentReward(suites=["shop"], workers=0)  # doctest: +SKIP
+        >>> GRPOTrainer(model, reward_funcs=[reward], train_dataset=rows_with_task_id)  # doctest: +SKIP
+    """
+
+    __name__ = "quill_env"
+
+    def __init__(
+        self,
+        suites: Sequence[str] | None = None,
+        scale: str | None = None,
+        eval_options: Mapping[str, Any] | None = None,
+        workers: int = 4,
+        mp_context: str = "spawn",
+        history_size: int = 100_000,
+    ) -> None:
+        if workers < 0:
+            raise ConfigError(f"workers must be >= 0, got {workers}")
+        self.suites = tuple(suites) if suites else None
+        self.scale = scale
+        self.eval_options = dict(eval_options or {})
+        EvalOptions.from_kwargs(**self.eval_options)  # validate early, in the caller's process
+        self.workers = workers
+        self.mp_context = mp_context
+        self.calls = 0
+        self.history: collections.deque[dict[str, Any]] = collections.deque(maxlen=history_size)
+        """One dict per scored completion: call, task_id, action, reward, verdict, speedup, error."""
+        self._pool: ProcessPoolExecutor | None = None
+        self._local: RunnerCache | None = None
+
+    # --- scoring ---------------------------------------------------------------------------
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context(self.mp_context),
+                initializer=_init_worker,
+                initargs=(self.suites, self.scale, self.eval_options),
+            )
+            weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
+        return self._pool
+
+    def score(self, task_ids: Sequence[str], actions: Sequence[str]) -> list[dict[str, Any]]:
+        """Evaluate ``actions[i]`` on ``task_ids[i]``; one summary dict per action, in order.
+
+        Actions of the same task go to the same worker call, so its runner is built once.
+        """
+        if len(task_ids) != len(actions):
+            raise ConfigError(f"{len(task_ids)} task ids for {len(actions)} actions")
+        groups: dict[str, list[int]] = collections.defaultdict(list)
+        for i, task_id in enumerate(task_ids):
+            groups[str(task_id)].append(i)
+        out: list[dict[str, Any]] = [{} for _ in actions]
+        if self.workers == 0:
+            if self._local is None:
+                self._local = RunnerCache(self.suites, self.scale, self.eval_options)
+            for task_id, idx in groups.items():
+                for i in idx:
+                    out[i] = _summary(self._local.evaluate(task_id, actions[i]))
+            return out
+        pool = self._executor()
+        futures = {
+            task_id: pool.submit(_score_group, task_id, [actions[i] for i in idx])
+            for task_id, idx in groups.items()
+        }
+        for task_id, future in futures.items():
+            for i, summary in zip(groups[task_id], future.result()):
+                out[i] = summary
+        return out
+
+    def __call__(
+        self,
+        prompts: Sequence[Any] | None = None,
+        completions: Sequence[Any] = (),
+        task_id: Sequence[str] | None = None,
+        log_metric: Callable[[str, float], None] | None = None,
+        log_extra: Callable[[str, list], None] | None = None,
+        **kwargs: Any,
+    ) -> list[float]:
+        """Score a batch of completions (TRL's reward-function protocol).
+
+        Raises:
+            ConfigError: the dataset has no ``task_id`` column.
+        """
+        if task_id is None:
+            raise ConfigError(
+                "EnvironmentReward needs a 'task_id' column in the training dataset "
+                "(quill_agents.trainers.common.prompt_rows builds one)"
+            )
+        actions = [extract_sql(completion_text(c)) for c in completions]
+        results = self.score(task_id, actions)
+        self.calls += 1
+        for tid, action, result in zip(task_id, actions, results):
+            self.history.append({"call": self.calls, "task_id": tid, "action": action, **result})
+        log_verdicts(results, log_metric, log_extra)
+        return [r["reward"] for r in results]
+
+    def close(self) -> None:
+        """Stop the worker processes and close the runners of this process."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        if self._local is not None:
+            self._local.close()
+            self._local = None
+
+    def __enter__(self) -> EnvironmentReward:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_pool"] = None
+        state["_local"] = None
+        return state
+
+
+def log_verdicts(
+    results: Sequence[Mapping[str, Any]],
+    log_metric: Callable[[str, float], None] | None,
+    log_extra: Callable[[str, list], None] | None = None,
+) -> None:
+    """Log the share of each verdict (``quill/verdict/<v>``) and of correct rewrites."""
+    if not results:
+        return
+    if log_metric is not None:
+        counts = collections.Counter(r["verdict"] for r in results)
+        for verdict in VERDICTS:
+            log_metric(f"quill/verdict/{verdict}", counts.get(verdict, 0) / len(results))
+        correct = sum(Verdict(r["verdict"]).correct for r in results)
+        log_metric("quill/correct", correct / len(results))
+    if log_extra is not None:
+        log_extra("verdict", [r["verdict"] for r in results])
+
+
+# --- multi-turn: the environment as tools ------------------------------------------------------
+
+TOOL_INSTRUCTIONS = (
+    "\n\nYou can call tools before answering: `query_plan` shows SQLite's plan of a candidate "
+    "(its CREATE INDEX statements are applied first), `dry_run` verifies a candidate and reports "
+    "its verdict, speedup and error. When you are done, call `submit` with your final rewrite."
+)
+
+
+class SQLToolEnvironment:
+    """One multi-turn episode on a Quill task, for TRL's ``environment_factory``.
+
+    TRL calls :meth:`reset` with the dataset row (which carries ``task_id``), exposes the public
+    methods (:meth:`dry_run`, :meth:`query_plan`, :meth:`submit`) as tools, and calls
+    :meth:`get_reward` once the rollout ends. Make a factory with
+    :func:`tool_environment_factory`, which shares one runner cache among the instances.
+
+    Args:
+        cache: the runners (one per task id) the episodes evaluate with.
+    """
+
+    def __init__(self, cache: RunnerCache | None = None) -> None:
+        self._cache = cache or RunnerCache()
+        self._task_id: str | None = None
+        self._answer: str | None = None
+        self._result: EvalResult | None = None
+        self.tool_calls = 0
+
+    def reset(self, **row: Any) -> str | None:
+        """Start an episode on ``row["task_id"]``; returns the tool instructions for the prompt."""
+        if "task_id" not in row:
+            raise ConfigError("the multi-turn dataset needs a 'task_id' column")
+        self._task_id = str(row["task_id"])
+        self._answer = None
+        self._result = None
+        self.tool_calls = 0
+        self._cache.runner(self._task_id)
+        return TOOL_INSTRUCTIONS
+
+    @property
+    def _runner(self) -> TaskRunner:
+        if self._task_id is None:
+            from quill_env.errors import EnvStateError
+
+            raise EnvStateError("call reset() before using the tools")
+        return self._cache.runner(self._task_id)
+
+    def query_plan(self, sql: str) -> str:
+        """Show SQLite's query plan of a candidate rewrite.
+
+        Args:
+            sql: Optional CREATE INDEX statements followed by one query.
+
+        Returns:
+            The query plan as an indented tree, or why the SQL was refused.
+        """
+        self.tool_calls += 1
+        runner = self._runner
+        try:
+            action = parse_action(
+                extract_sql(sql),
+                runner.schema_view,
+                max_indexes=runner.options.reward.max_indexes,
+                dialect=runner.backend.dialect,
+            )
+        except PolicyViolation as violation:
+            return f"refused ({violation.verdict.value}): {violation.message}"
+        try:
+            with runner.backend.scratch_indexes(action.indexes):
+                return runner.backend.explain(action.query_sql) or "(empty plan)"
+        except Exception as err:  # an index the engine cannot build: report it to the model
+            return f"building the indexes failed: {err}"
+
+    def dry_run(self, sql: str) -> str:
+        """Verify a candidate rewrite without submitting it.
+
+        Args:
+            sql: Optional CREATE INDEX statements followed by one query.
+
+        Returns:
+            The verdict, the speedup when the rewrite is correct, and the error if any.
+        """
+        self.tool_calls += 1
+        result = self._runner.evaluate(extract_sql(sql))
+        text = f"verdict={result.verdict.value}"
+        if result.speedup is not None:
+            text += f"; speedup={result.speedup:.2f}x"
+        if result.error:
+            text += f"; error: {result.error}"
+        return text
+
+    def submit(self, sql: str) -> str:
+        """Submit the final rewrite; it is scored when the episode ends.
+
+        Args:
+            sql: Optional CREATE INDEX statements followed by one query.
+
+        Returns:
+            A confirmation.
+        """
+        self._answer = extract_sql(sql)
+        self._result = None
+        return "submitted"
+
+    @property
+    def submitted(self) -> bool:
+        """Whether the model has submitted a rewrite in this episode."""
+        return self._answer is not None
+
+    def _episode_result(self) -> EvalResult:
+        """The environment's verdict on the submitted rewrite (computed once per episode).
+
+        An episode without a submission is scored as the empty action (``syntax_error``).
+        Private on purpose: TRL exposes every public method as a tool.
+        """
+        if self._result is None:
+            self._result = self._runner.evaluate(self._answer or "")
+        return self._result
+
+    def get_reward(self) -> float:
+        """The environment's reward of the submitted rewrite (TRL calls this once per rollout)."""
+        return float(self._episode_result().reward)
+
+
+def tool_environment_factory(
+    suites: Sequence[str] | None = None,
+    scale: str | None = None,
+    eval_options: Mapping[str, Any] | None = None,
+) -> Callable[[], SQLToolEnvironment]:
+    """A factory of :class:`SQLToolEnvironment` whose instances share one runner cache."""
+    cache = RunnerCache(suites, scale, eval_options)
+    return functools.partial(SQLToolEnvironment, cache)
+
+
+class ToolEpisodeMetrics:
+    """A zero-weight TRL reward function that logs the verdicts of multi-turn episodes.
+
+    TRL adds :meth:`SQLToolEnvironment.get_reward` as a reward source of its own; this function
+    (give it weight 0.0) returns the same rewards, so they are visible per function, and logs the
+    share of each verdict and the mean number of tool calls through ``log_metric``.
+    """
+
+    __name__ = "quill_verdicts"
+
+    def __call__(
+        self,
+        environments: Sequence[SQLToolEnvironment] | None = None,
+        log_metric: Callable[[str, float], None] | None = None,
+        log_extra: Callable[[str, list], None] | None = None,
+        **kwargs: Any,
+    ) -> list[float]:
+        """Rewards of the episodes' submissions (the environments' verdicts)."""
+        if environments is None:
+            raise ConfigError("ToolEpisodeMetrics needs TRL's environment_factory")
+        results = [_summary(env._episode_result()) for env in environments]
+        log_verdicts(results, log_metric, log_extra)
+        if log_metric is not None and environments:
+            log_metric("quill/tool_calls", sum(e.tool_calls for e in environments) / len(environments))
+            log_metric("quill/submitted", sum(e.submitted for e in environments) / len(environments))
+        return [r["reward"] for r in results]
+
+
+__all__ = [
+    "VERDICTS",
+    "EnvironmentReward",
+    "RunnerCache",
+    "SQLToolEnvironment",
+    "ToolEpisodeMetrics",
+    "completion_text",
+    "log_verdicts",
+    "tool_environment_factory",
+]
