@@ -30,31 +30,13 @@ import gymnasium as gym
 from scipy.stats import spearmanr
 
 import quill_env
+from common import bare_seconds
 from quill_env import EvalOptions, TaskRunner, WallOptions, get_suite
 from quill_env.measure import calibrated, interleaved
 from quill_env.policy import parse_action
 from quill_env.reward import tier_reward
 
 OUT = Path(__file__).resolve().parent / "results" / "core.json"
-
-
-def bare_seconds(runner: TaskRunner, action: str) -> float:
-    """Execute the candidate with plain APSW on the main database and every variant."""
-    act = parse_action(action, runner.schema_view)
-    index_sql = [spec.to_sql(f"bare_{i}") for i, spec in enumerate(act.indexes)]
-    total = 0.0
-    for backend in [runner.backend, *runner.variant_backends]:
-        conn: apsw.Connection = backend.connection
-        start = time.perf_counter()
-        conn.execute("SAVEPOINT bare")
-        for stmt in index_sql:
-            conn.execute(stmt)
-        rows = list(conn.execute(act.query_sql))
-        conn.execute("ROLLBACK TO bare")
-        conn.execute("RELEASE bare")
-        total += time.perf_counter() - start
-        del rows
-    return total
 
 
 def step_overhead(scale: str, repeats: int) -> dict:

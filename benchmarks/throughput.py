@@ -31,32 +31,13 @@ import gymnasium as gym
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 import quill_env
+from common import bare_seconds
 from quill_agents.baselines import ReferenceAgent
 from quill_agents.leaderboard.pool import Player, RunConfig, init_worker, make_jobs, peak_rss_mb, run_job
 from quill_env import TaskRunner, get_suite
-from quill_env.policy import parse_action
 
 OUT = Path(__file__).resolve().parent / "results" / "throughput.json"
 SUITE = "shop"
-
-
-def bare_seconds(runner: TaskRunner, action: str) -> float:
-    """The candidate executed with plain APSW on the main database and every variant (as core.py)."""
-    act = parse_action(action, runner.schema_view)
-    index_sql = [spec.to_sql(f"bare_{i}") for i, spec in enumerate(act.indexes)]
-    total = 0.0
-    for backend in [runner.backend, *runner.variant_backends]:
-        conn: apsw.Connection = backend.connection
-        start = time.perf_counter()
-        conn.execute("SAVEPOINT bare")
-        for stmt in index_sql:
-            conn.execute(stmt)
-        rows = list(conn.execute(act.query_sql))
-        conn.execute("ROLLBACK TO bare")
-        conn.execute("RELEASE bare")
-        total += time.perf_counter() - start
-        del rows
-    return total
 
 
 def vm_hwm_mb(pid: int) -> float | None:

@@ -1,0 +1,30 @@
+"""Shared pieces of the benchmarks (imported as a sibling module: run them as scripts)."""
+
+from __future__ import annotations
+
+import time
+
+import apsw
+
+from quill_env import TaskRunner
+from quill_env.policy import parse_action
+
+
+def bare_seconds(runner: TaskRunner, action: str) -> float:
+    """The bare-execution limit: the same candidate run with plain APSW (indexes in a savepoint,
+    the query, rollback) on the main database and every variant, with no Quill machinery."""
+    act = parse_action(action, runner.schema_view)
+    index_sql = [spec.to_sql(f"bare_{i}") for i, spec in enumerate(act.indexes)]
+    total = 0.0
+    for backend in [runner.backend, *runner.variant_backends]:
+        conn: apsw.Connection = backend.connection
+        start = time.perf_counter()
+        conn.execute("SAVEPOINT bare")
+        for stmt in index_sql:
+            conn.execute(stmt)
+        rows = list(conn.execute(act.query_sql))
+        conn.execute("ROLLBACK TO bare")
+        conn.execute("RELEASE bare")
+        total += time.perf_counter() - start
+        del rows
+    return total
