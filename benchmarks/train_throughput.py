@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from quill_agents.trainers.tiny import TINY_SHAPE, build_tiny_model
+
 OUT = Path(__file__).resolve().parent / "results" / "train_throughput.json"
 
 QWEN25_7B = {
@@ -42,54 +44,17 @@ QWEN25_7B = {
     "rms_norm_eps": 1e-6,
     "tie_word_embeddings": False,
 }
-TINY = {
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 4096,
-    "tie_word_embeddings": False,
-}
 MODES = ("sft_lora", "sft_qlora", "grpo")
 
 
 def build_model(arch: str, path: Path) -> None:
     """A byte-level BPE tokenizer trained on the shop suite and a random Qwen2 model of ``arch``."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, Qwen2Config
-    from trl.chat_template_utils import qwen2_5_chat_template
 
-    from quill_env import get_suite
-    from quill_env.prompt import SYSTEM_PROMPT
-
-    suite = get_suite("shop")
-    corpus = [SYSTEM_PROMPT, *suite.ddl] + [x for t in suite.tasks for x in (t.query, t.reference or "")]
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(
-        corpus * 3,
-        trainers.BpeTrainer(
-            vocab_size=800,
-            special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        ),
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>"
-    )
-    tokenizer.chat_template = qwen2_5_chat_template
-    shape = dict(QWEN25_7B) if arch == "qwen2.5-7b" else {**TINY, "vocab_size": len(tokenizer)}
-    config = Qwen2Config(**shape, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(0)
-    dtype = torch.bfloat16 if arch == "qwen2.5-7b" else torch.float32
-    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    if arch == "qwen2.5-7b":
+        build_tiny_model(path, shape=QWEN25_7B, dtype=torch.bfloat16)
+    else:
+        build_tiny_model(path)
 
 
 def run_mode(mode: str, model_dir: str, steps: int, arch: str, threads: int | None) -> dict:
@@ -202,7 +167,7 @@ def main() -> None:
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"
     payload = {
         "arch": args.arch,
-        "model_shape": QWEN25_7B if args.arch == "qwen2.5-7b" else TINY,
+        "model_shape": QWEN25_7B if args.arch == "qwen2.5-7b" else TINY_SHAPE,
         "device": device,
         "cpu_count": os.cpu_count(),
         "torch_threads": args.threads or torch.get_num_threads(),

@@ -35,8 +35,9 @@ from quill_agents.trainers import (  # noqa: E402
     train_sft,
 )
 from quill_agents.trainers.rewards import TOOL_INSTRUCTIONS, SQLToolEnvironment  # noqa: E402
+from quill_agents.trainers.tiny import build_tiny_model  # noqa: E402
 from quill_env import EvalOptions, TaskRunner  # noqa: E402
-from quill_env.prompt import SYSTEM_PROMPT, format_completion  # noqa: E402
+from quill_env.prompt import format_completion  # noqa: E402
 from quill_env.reward import DEFAULT_VERDICT_REWARDS  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -60,51 +61,12 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, shop_suite):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, Qwen2Config
     from transformers.utils import get_json_schema
-    from trl.chat_template_utils import qwen2_5_chat_template
 
     env = SQLToolEnvironment()
     schemas = [json.dumps({"type": "function", "function": get_json_schema(f)}) for f in tool_methods(env)]
-    corpus = [SYSTEM_PROMPT, TOOL_INSTRUCTIONS, *schemas, *shop_suite.ddl]
-    corpus += [text for t in shop_suite.tasks for text in (t.query, t.reference or "")]
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(
-        corpus * 3,
-        trainers.BpeTrainer(
-            vocab_size=800,
-            special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        ),
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>"
-    )
-    tokenizer.chat_template = qwen2_5_chat_template
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=None,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
     path = tmp_path_factory.mktemp("tiny-qwen2")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
+    return build_tiny_model(path, suite=shop_suite, extra_texts=[TOOL_INSTRUCTIONS, *schemas])
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,9 @@ the functions that need them, so ``quill --help`` and ``import quill_agents.trai
   ``TrainingArguments`` fields.
 * :func:`load_model`: any causal LM id or local path, optionally 4-bit nf4 (QLoRA);
   :func:`lora_config`: the peft ``LoraConfig`` (LoRA is the default).
+* :func:`build_trl_trainer`: a TRL trainer of a config (model, TRL config, LoRA, dataset);
+  :func:`build_offline_trainer`: the same on SFT or DPO rows (the online RL path is
+  :mod:`.online`).
 * Datasets: :func:`load_jsonl` reads the export of ``quill_agents.export``; :func:`seed_sft_rows`,
   :func:`seed_dpo_rows` and :func:`prompt_rows` build rows straight from suite tasks.
 * :class:`TrainingReport`: steps, losses/rewards, time, tokens/s and peak memory, written as
@@ -26,7 +29,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from quill_env.errors import ConfigError, MissingExtraError
 from quill_env.prompt import build_messages, format_completion
@@ -298,6 +301,26 @@ def load_model_and_tokenizer(config: TrainConfig) -> tuple[Any, Any]:
     return model, tokenizer
 
 
+def resolve_model_and_tokenizer(
+    config: TrainConfig, model: Any = None, tokenizer: Any = None
+) -> tuple[Any, Any]:
+    """The given model and tokenizer, loading the config's ``model`` when either is None.
+
+    Args:
+        config: the run's configuration (its ``model`` is loaded when something is missing).
+        model: an already loaded model, or None.
+        tokenizer: its tokenizer, or None.
+
+    Returns:
+        ``(model, tokenizer)``: the given ones where set, the loaded ones otherwise.
+    """
+    if model is None or tokenizer is None:
+        loaded_model, loaded_tokenizer = load_model_and_tokenizer(config)
+        model = model if model is not None else loaded_model
+        tokenizer = tokenizer if tokenizer is not None else loaded_tokenizer
+    return model, tokenizer
+
+
 def trainable_parameters(model: Any) -> dict[str, int]:
     """Counts of trainable and total parameters."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -448,6 +471,87 @@ def training_rows(config: TrainConfig, kind: str) -> list[dict[str, Any]]:
     return rows
 
 
+# --- trainers ----------------------------------------------------------------------------------
+
+
+class TrainerOptions(TypedDict, total=False):
+    """Keyword arguments that every ``build_<algo>_trainer`` and ``train_<algo>`` function takes.
+
+    Attributes:
+        model: an already loaded model (the config's ``model`` is loaded when None).
+        tokenizer: its tokenizer (loaded from the config's ``model`` when None).
+        callbacks: extra ``transformers`` callbacks.
+    """
+
+    model: Any
+    tokenizer: Any
+    callbacks: Sequence[Any]
+
+
+def build_trl_trainer(
+    trainer_cls: Any,
+    config: TrainConfig,
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    *,
+    model: Any = None,
+    tokenizer: Any = None,
+    callbacks: Sequence[Any] = (),
+    **trainer_kwargs: Any,
+) -> tuple[Any, Any]:
+    """A TRL trainer of a config: its TRL config, LoRA adapter and a dataset of ``rows``.
+
+    Args:
+        trainer_cls: the TRL trainer class (``SFTTrainer``, ``DPOTrainer``, ``GRPOTrainer``, ...).
+        config: the run's configuration (its ``trl_config()`` gives the trainer's ``args``).
+        rows: the training rows.
+        columns: the columns of ``rows`` that go into the dataset.
+        model: an already loaded model (the config's ``model`` is loaded when None).
+        tokenizer: its tokenizer (loaded from the config's ``model`` when None).
+        callbacks: extra ``transformers`` callbacks.
+        **trainer_kwargs: further arguments of ``trainer_cls`` (``ref_model``, ``reward_funcs``, ...).
+
+    Returns:
+        ``(trainer, tokenizer)``.
+    """
+    model, tokenizer = resolve_model_and_tokenizer(config, model, tokenizer)
+    trainer = trainer_cls(
+        model=model,
+        args=config.trl_config(),
+        train_dataset=to_dataset(rows, columns),
+        processing_class=tokenizer,
+        peft_config=lora_config(config),
+        callbacks=list(callbacks),
+        **trainer_kwargs,
+    )
+    return trainer, tokenizer
+
+
+def build_offline_trainer(
+    trainer_cls: Any,
+    config: TrainConfig,
+    kind: str,
+    rows: Sequence[Mapping[str, Any]] | None = None,
+    **trainer_kwargs: Any,
+) -> tuple[Any, Any, int]:
+    """A TRL trainer on fixed SFT or DPO rows, its tokenizer and the number of rows.
+
+    Args:
+        trainer_cls: ``trl.SFTTrainer`` or ``trl.DPOTrainer``.
+        config: the run's configuration.
+        kind: ``sft`` or ``dpo``: the columns of the rows (:data:`KIND_COLUMNS`).
+        rows: the training rows; the config's dataset (or seed set) when None.
+        **trainer_kwargs: :class:`TrainerOptions` and further arguments of ``trainer_cls``
+            (e.g. DPO's ``ref_model``), as for :func:`build_trl_trainer`.
+
+    Returns:
+        ``(trainer, tokenizer, number of rows)``.
+    """
+    rows = list(rows) if rows is not None else training_rows(config, kind)
+    trainer, tokenizer = build_trl_trainer(trainer_cls, config, rows, KIND_COLUMNS[kind], **trainer_kwargs)
+    return trainer, tokenizer, len(rows)
+
+
 # --- the report --------------------------------------------------------------------------------
 
 
@@ -577,7 +681,10 @@ __all__ = [
     "DEFAULT_MODEL",
     "REPORT_NAME",
     "TrainConfig",
+    "TrainerOptions",
     "TrainingReport",
+    "build_offline_trainer",
+    "build_trl_trainer",
     "load_jsonl",
     "load_model",
     "load_model_and_tokenizer",
@@ -585,6 +692,7 @@ __all__ = [
     "lora_config",
     "observation_of",
     "prompt_rows",
+    "resolve_model_and_tokenizer",
     "resolve_suites",
     "seed_dpo_rows",
     "seed_sft_rows",

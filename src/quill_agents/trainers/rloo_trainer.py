@@ -3,69 +3,54 @@
 Ahmadian et al., 2024, "Back to Basics: Revisiting REINFORCE Style Optimization for Learning from
 Human Feedback in LLMs": each completion's baseline is the mean reward of the other completions of
 its prompt; TRL's implementation adds PPO's clipped objective (``epsilon``, ``num_iterations``).
-The reward is the environment's, as for GRPO (:mod:`.grpo_trainer`).
+The reward is the environment's, and the build-and-run path is GRPO's (:mod:`.online`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quill_agents.trainers.common import TrainingReport
-from quill_agents.trainers.grpo_trainer import build_online_trainer, run_online
-from quill_agents.trainers.rewards import EnvironmentReward
+from quill_agents.trainers.online import OnlineOptions, OnlineTrainer, build_online_trainer, train_online
 from quill_agents.trainers.rloo_config import RLOOTrainConfig
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 def build_rloo_trainer(
     config: RLOOTrainConfig,
     rows: Sequence[Mapping[str, Any]] | None = None,
-    *,
-    model: Any = None,
-    tokenizer: Any = None,
-    reward: EnvironmentReward | None = None,
-    callbacks: Sequence[Any] = (),
-) -> tuple[Any, Any, int, EnvironmentReward | None]:
+    **options: Unpack[OnlineOptions],
+) -> OnlineTrainer:
     """A ready ``trl.RLOOTrainer``, its tokenizer, the number of prompts and its reward.
 
     Args:
         config: the run's configuration.
         rows: ``{"prompt", "task_id"}`` rows; the config's suite tasks when None.
-        model: an already loaded model (the config's ``model`` is loaded when None).
-        tokenizer: its tokenizer.
-        reward: the reward function (built from the config when None).
-        callbacks: extra ``transformers`` callbacks.
+        **options: ``model``, ``tokenizer``, ``reward`` and ``callbacks`` (see
+            :class:`~quill_agents.trainers.online.OnlineOptions`).
     """
     from trl import RLOOTrainer
 
-    return build_online_trainer(
-        RLOOTrainer, config, rows, model=model, tokenizer=tokenizer, reward=reward, callbacks=callbacks
-    )
+    return build_online_trainer(RLOOTrainer, config, rows, **options)
 
 
 def train_rloo(
     config: RLOOTrainConfig,
     rows: Sequence[Mapping[str, Any]] | None = None,
-    *,
-    model: Any = None,
-    tokenizer: Any = None,
-    reward: EnvironmentReward | None = None,
-    callbacks: Sequence[Any] = (),
+    **options: Unpack[OnlineOptions],
 ) -> TrainingReport:
     """Train with RLOO against the environment; save the adapter and ``training_report.json``.
 
     Args:
-        config: the run's configuration (``output_dir`` receives the outputs).
-        rows: ``{"prompt", "task_id"}`` rows; the config's suite tasks when None.
-        model: an already loaded model (the config's ``model`` is loaded when None).
-        tokenizer: its tokenizer.
-        reward: the reward function (built from the config, and closed at the end, when None).
-        callbacks: extra ``transformers`` callbacks.
+        config: the RLOO run's configuration; ``output_dir`` receives the outputs.
+        rows: as for :func:`build_rloo_trainer`.
+        **options: as for :func:`build_rloo_trainer` (a reward built here is closed at the end).
 
     Returns:
-        The :class:`TrainingReport` (also written to ``output_dir``).
+        The :class:`TrainingReport` of the run, as :func:`~quill_agents.trainers.online.train_online`
+        writes it.
     """
-    trainer, tokenizer, n, env_reward = build_rloo_trainer(
-        config, rows, model=model, tokenizer=tokenizer, reward=reward, callbacks=callbacks
-    )
-    return run_online(config, trainer, tokenizer, n, env_reward, owned=reward is None)
+    return train_online(build_rloo_trainer, config, rows, **options)
