@@ -1,0 +1,157 @@
+"""``quill generate`` (the ReST-EM data loop) and ``quill export`` (SFT/DPO files and a card)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from rich.console import Console
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``generate`` and ``export`` to the ``quill`` command's subparsers."""
+    gen = sub.add_parser("generate", help="generate verified training examples (ReST-EM data loop)")
+    gen.add_argument("--out", required=True, help="run directory (records.jsonl, draws.jsonl); reruns resume")
+    gen.add_argument("--target", type=int, default=1000, help="stop at this many verified records")
+    gen.add_argument(
+        "--teacher",
+        default="heuristic",
+        help="optimizers, comma-separated: heuristic (offline), reference (offline fallback), openai",
+    )
+    gen.add_argument("--model", default=None, help="teacher model name (with --teacher openai)")
+    gen.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (with --teacher openai)")
+    gen.add_argument(
+        "--slow-source",
+        default="auto",
+        choices=["auto", "querygen", "teacher"],
+        help="who writes slow queries (auto: the teacher when one is configured)",
+    )
+    gen.add_argument("--suites", default="", help="comma-separated schemas (default: every shipped suite)")
+    gen.add_argument("--scale", default="medium", help="scale tier(s), comma-separated")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--k", type=int, default=4, help="optimizations asked for per slow query")
+    gen.add_argument("--round-size", type=int, default=20, help="draws per ReST-EM round")
+    gen.add_argument("--max-draws", type=int, default=None, help="give up after this many draws")
+    gen.add_argument("--max-baseline-seconds", type=float, default=2.0)
+    gen.add_argument("--min-baseline-work", type=int, default=2000)
+    gen.add_argument("--max-per-shape", type=int, default=3, help="slow queries kept per literal-free shape")
+    gen.add_argument("--max-per-query", type=int, default=2, help="rewrites kept per slow query")
+    gen.add_argument("--variants", type=int, default=8, help="variant databases to verify on")
+    gen.add_argument("--json", action="store_true", help="print the final statistics as JSON")
+    gen.set_defaults(func=cmd_generate)
+
+    exp = sub.add_parser("export", help="export a generated store to SFT/DPO JSONL and a dataset card")
+    exp.add_argument("store", help="run directory of quill generate (or its records.jsonl)")
+    exp.add_argument("--out", required=True, help="output directory")
+    exp.add_argument("--multiplier", type=int, default=4, help="rows per example incl. renamed copies")
+    exp.add_argument("--min-gap", type=float, default=0.1, help="smallest reward gap of a DPO pair")
+    exp.add_argument("--max-pairs", type=int, default=4, help="DPO pairs per slow query")
+    exp.add_argument("--seed", type=int, default=0, help="seed of the renamings")
+    exp.add_argument("--verify", action="store_true", help="score every renamed example; drop failures")
+    exp.add_argument("--no-hf", action="store_true", help="skip the Hugging Face datasets copy")
+    exp.set_defaults(func=cmd_export)
+
+
+def _describe(stats: Any) -> str:
+    mix = stats.mix
+    usage = stats.usage
+    tokens = int(usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0))
+    return (
+        f"kept {stats.kept}/{stats.target} | draws {stats.draws} | "
+        f"acc {stats.acceptance_rate:.0%} | unique {stats.unique_share:.0%} | "
+        f"mix {mix.get('2-10x', 0):.0%}/{mix.get('10-100x', 0):.0%}/{mix.get('100x+', 0):.0%} "
+        f"(<2x {mix.get('<2x', 0):.0%}) | tokens {tokens:,} | ${usage.get('dollars', 0.0):.2f}"
+    )
+
+
+def cmd_generate(args: argparse.Namespace, console: Console) -> int:
+    """Run the data loop until ``--target`` verified records are stored."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from quill_agents.generate import (
+        DataLoop,
+        GenerateConfig,
+        TeacherSource,
+        build_proposer,
+        build_teacher,
+    )
+
+    names = _csv(args.teacher)
+    teacher = build_teacher(args.model, args.base_url) if {"openai", "teacher"} & set(names) else None
+    if args.slow_source == "teacher" and teacher is None:
+        teacher = build_teacher(args.model, args.base_url)
+    use_teacher_source = args.slow_source == "teacher" or (args.slow_source == "auto" and teacher is not None)
+    config = GenerateConfig(
+        out=args.out,
+        target=args.target,
+        suites=_csv(args.suites),
+        scales=_csv(args.scale),
+        seed=args.seed,
+        k=args.k,
+        round_size=args.round_size,
+        max_draws=args.max_draws,
+        max_baseline_seconds=args.max_baseline_seconds,
+        min_baseline_work=args.min_baseline_work,
+        max_per_shape=args.max_per_shape,
+        max_per_query=args.max_per_query,
+        num_variants=args.variants,
+        teacher=args.teacher,
+        model=args.model,
+    )
+    proposer = build_proposer(names, teacher)
+    loop = DataLoop(config, proposer, TeacherSource(teacher) if use_teacher_source else None)
+    if loop.next_draw:
+        console.print(f"resuming {args.out}: {len(loop.store)} records after {loop.next_draw} draws")
+    progress = Progress(
+        TextColumn("[bold]generate"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+    with progress:
+        job = progress.add_task(_describe(loop.stats), total=config.target, completed=loop.stats.kept)
+
+        def update(stats: Any) -> None:
+            progress.update(job, completed=stats.kept, description=_describe(stats))
+
+        stats = loop.run(update)
+    if args.json:
+        print(json.dumps(stats.to_dict(), indent=2))
+    else:
+        console.print(_describe(stats))
+        console.print(f"records: {loop.store.path}")
+    return 0 if stats.kept >= config.target else 1
+
+
+def cmd_export(args: argparse.Namespace, console: Console) -> int:
+    """Write SFT/DPO JSONL (with renamed copies), a datasets copy and a dataset card."""
+    from quill_agents.export import ExportConfig, export
+
+    config = ExportConfig(
+        multiplier=args.multiplier,
+        min_gap=args.min_gap,
+        max_pairs_per_query=args.max_pairs,
+        seed=args.seed,
+        hf=not args.no_hf,
+        verify=args.verify,
+    )
+    with console.status("exporting"):
+        report = export(args.store, args.out, config)
+    console.print(
+        f"{report.records} records -> {report.sft_rows} SFT rows ({report.augmented_rows} renamed), "
+        f"{report.dpo_rows} DPO pairs; card: {report.files['card']}"
+    )
+    if report.augment_failures or report.verify_failures:
+        console.print(
+            f"[yellow]{report.augment_failures} renamings failed, "
+            f"{report.verify_failures} renamed examples did not verify (dropped)[/]"
+        )
+    return 0 if report.records else 1
