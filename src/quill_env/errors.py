@@ -60,6 +60,10 @@ class SuiteError(QuillError):
     """A task suite file is malformed or inconsistent."""
 
 
+class IndexBuildError(QuillError):
+    """The engine could not build an action's indexes (an outcome of the action, not a bug)."""
+
+
 # --- installation ----------------------------------------------------------------------------
 
 

@@ -28,7 +28,7 @@ from quill_env.backends import open_backend
 from quill_env.backends.base import Backend, Budget, ExecResult, ExecStatus, Timer
 from quill_env.backends.sqlite import SQLiteBackend
 from quill_env.compare import OrderPolicy, compare_rows, tie_segments
-from quill_env.errors import BaselineError, ConfigError
+from quill_env.errors import BaselineError, ConfigError, IndexBuildError
 from quill_env.fingerprint import canonical_sql
 from quill_env.measure import CostMode, WallOptions, calibrated, interleaved, work_ratio
 from quill_env.policy import Action, PolicyViolation, SchemaView, parse_action
@@ -484,7 +484,7 @@ class TaskRunner:
                 act.indexes, Budget(max_work=self.options.index_work, max_seconds=self.options.max_seconds)
             ):
                 run = backend.execute(act.query_sql, budget)
-        except Exception as err:
+        except IndexBuildError as err:
             return self._finish(Verdict.RUNTIME_ERROR, f"building the indexes failed on the {where}: {err}")
         if holder is not None:
             holder.append(run)

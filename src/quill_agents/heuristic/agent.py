@@ -184,6 +184,7 @@ class HeuristicAgent(BaseAgent):
 
     def used_indexes(self, query: str, indexes: Sequence[IndexCandidate]) -> list[IndexCandidate]:
         """The subset of ``indexes`` the engine's plan of ``query`` uses when all are built."""
+        from quill_env.errors import IndexBuildError
         from quill_env.policy import IndexSpec
 
         if not indexes:
@@ -192,9 +193,7 @@ class HeuristicAgent(BaseAgent):
         try:
             with self.backend.scratch_indexes(specs):
                 plan = self.backend.explain(query)
-        except Exception as err:
-            if type(err).__module__ != "apsw":
-                raise
+        except IndexBuildError:
             return []
         return [c for i, c in enumerate(indexes) if re.search(rf"\bquill_scratch_{i}\b", plan)]
 

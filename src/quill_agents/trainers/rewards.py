@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from quill_env.errors import ConfigError
+from quill_env.errors import ConfigError, IndexBuildError
 from quill_env.evaluator import EvalOptions, EvalResult, TaskRunner
 from quill_env.policy import PolicyViolation, parse_action
 from quill_env.prompt import extract_sql
@@ -358,7 +358,7 @@ class SQLToolEnvironment:
         try:
             with runner.backend.scratch_indexes(action.indexes):
                 return runner.backend.explain(action.query_sql) or "(empty plan)"
-        except Exception as err:  # an index the engine cannot build: report it to the model
+        except IndexBuildError as err:  # an index the engine cannot build: report it to the model
             return f"building the indexes failed: {err}"
 
     def dry_run(self, sql: str) -> str:

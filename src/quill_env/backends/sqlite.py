@@ -30,7 +30,7 @@ from quill_env.backends.base import (
     TableInfo,
     Timer,
 )
-from quill_env.errors import DatabaseError
+from quill_env.errors import DatabaseError, IndexBuildError
 from quill_env.policy import IndexSpec
 
 ALLOWED_FUNCTIONS = frozenset(
@@ -416,7 +416,7 @@ class SQLiteBackend(Backend):
         """Build ``indexes`` inside a savepoint that is rolled back on exit.
 
         Raises:
-            apsw.Error: building an index failed; the savepoint is rolled back first.
+            IndexBuildError: building an index failed or ran out of budget (rolled back first).
         """
         if not indexes:
             yield
@@ -437,6 +437,10 @@ class SQLiteBackend(Backend):
             try:
                 for i, spec in enumerate(indexes):
                     self._conn.execute(spec.to_sql(f"quill_scratch_{i}", self.dialect))
+            except apsw.InterruptError:
+                raise IndexBuildError("building the indexes exceeded the budget") from None
+            except apsw.Error as err:
+                raise IndexBuildError(_clean(err)) from None
             finally:
                 self._conn.set_progress_handler(None)
                 self._sandbox.phase = "off"
