@@ -135,7 +135,10 @@ def _fit(points: list[dict]) -> tuple[float, float, float, float]:
     for s0 in [0.0, *[10 ** (k / 4) for k in range(8, 25)]]:
         for per_row in (0.0, 0.5, 1, 2, 5, 10, 20, 50, 100):
             xs = [
-                math.log((p["baseline_work"] + s0 + per_row * p["rows"]) / (p["candidate_work"] + s0 + per_row * p["rows"]))
+                math.log(
+                    (p["baseline_work"] + s0 + per_row * p["rows"])
+                    / (p["candidate_work"] + s0 + per_row * p["rows"])
+                )
                 for p in points
             ]
             alpha = sum(x * y for x, y in zip(xs, ys)) / sum(x * x for x in xs)
@@ -150,7 +153,14 @@ def calibration(scales: list[str]) -> dict:
     sse, alpha, s0, per_row = _fit(points)
     backend = quill_env.backends.SQLiteBackend
     for p in points:
-        p["calibrated_fit"] = calibrated(p["baseline_work"], p["candidate_work"], p["rows"], alpha=alpha, statement_work=s0, row_work=per_row)
+        p["calibrated_fit"] = calibrated(
+            p["baseline_work"],
+            p["candidate_work"],
+            p["rows"],
+            alpha=alpha,
+            statement_work=s0,
+            row_work=per_row,
+        )
         p["calibrated_backend"] = calibrated(
             p["baseline_work"],
             p["candidate_work"],

@@ -10,7 +10,10 @@ Writes benchmarks/results/datagen.json with:
 - the export of the heuristic run: SFT rows (x4 with renamings), DPO pairs, seconds;
 - the heuristic agent on the shipped test split (correct %, mean reward, share improved).
 
-Run: .venv/bin/python benchmarks/datagen.py [--minutes 1.5] [--scale medium]
+Run: .venv/bin/python benchmarks/datagen.py [--minutes 1.5] [--scale medium] [--test-limit N]
+
+``--test-limit N`` evaluates the heuristic agent on only the first N test tasks (in suite order;
+default: all of them), for a quick run.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import time
 from pathlib import Path
 
 from quill_agents.export import ExportConfig, export, load_records
-from quill_agents.generate import DataLoop, GenerateConfig, ReferenceProposer, build_proposer, summarize
+from quill_agents.generate import DataLoop, GenerateConfig, summarize
+from quill_agents.proposers import ReferenceProposer, build_proposer
 from quill_env import TaskRunner, get_suite, list_suites
 
 OUT = Path(__file__).resolve().parent / "results" / "datagen.json"
@@ -79,7 +83,7 @@ def run_loop(name: str, propose, scale: str, minutes: float, target: int, seed: 
     }
 
 
-def heuristic_test_split(scale: str) -> dict | None:
+def heuristic_test_split(scale: str, limit: int | None = None) -> dict | None:
     try:
         from quill_agents.heuristic import HeuristicAgent
     except ImportError:
@@ -88,6 +92,8 @@ def heuristic_test_split(scale: str) -> dict | None:
     for name in list_suites():
         suite = get_suite(name)
         tasks = suite.split("test")
+        if limit is not None:
+            tasks = tasks[: max(limit - len(rows), 0)]
         if not tasks:
             continue
         agent = HeuristicAgent(database=str(suite.database(scale)))
@@ -110,8 +116,11 @@ def heuristic_test_split(scale: str) -> dict | None:
                 }
             )
     n = len(rows)
+    if not n:
+        return None
     return {
         "scale": scale,
+        "test_limit": limit,
         "tasks": n,
         "correct_pct": round(
             100 * sum(r["verdict"] in ("improved", "no_gain", "unchanged") for r in rows) / n, 1
@@ -129,7 +138,16 @@ def main() -> None:
     parser.add_argument("--scale", default="medium")
     parser.add_argument("--target", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--test-limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="evaluate the heuristic on only the first N test tasks (default: all)",
+    )
     args = parser.parse_args()
+    if args.test_limit is not None and args.test_limit < 0:
+        parser.error("--test-limit must be >= 0")
     started = time.time()
     heuristic = run_loop(
         "heuristic", build_proposer(["heuristic"]), args.scale, args.minutes, args.target, args.seed
@@ -156,7 +174,7 @@ def main() -> None:
         "heuristic_loop": heuristic,
         "reference_loop": reference,
         "export": export_info,
-        "heuristic_test_split": heuristic_test_split(args.scale),
+        "heuristic_test_split": heuristic_test_split(args.scale, args.test_limit),
         "seconds": round(time.time() - started, 1),
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)

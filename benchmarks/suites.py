@@ -44,7 +44,9 @@ def main() -> None:
                 builds[suite.name][tier] = round(time.perf_counter() - start, 3)
                 builds[suite.name][f"{tier}_mb"] = round(path.stat().st_size / 2**20, 1)
                 path.unlink()
-            print(f"{suite.name:10} " + "  ".join(f"{k}={v}" for k, v in builds[suite.name].items()), flush=True)
+            print(
+                f"{suite.name:10} " + "  ".join(f"{k}={v}" for k, v in builds[suite.name].items()), flush=True
+            )
     result = {
         "quill_version": quill_env.__version__,
         "tasks": len(tasks),
@@ -63,7 +65,12 @@ def main() -> None:
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: v for k, v in result.items() if k not in ("build_seconds", "patterns", "per_schema")}, indent=1))
+    print(
+        json.dumps(
+            {k: v for k, v in result.items() if k not in ("build_seconds", "patterns", "per_schema")},
+            indent=1,
+        )
+    )
     print(f"wrote {OUT}")
 
 

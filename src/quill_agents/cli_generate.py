@@ -73,13 +73,9 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
     """Run the data loop until ``--target`` verified records are stored."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from quill_agents.generate import (
-        DataLoop,
-        GenerateConfig,
-        TeacherSource,
-        build_proposer,
-        build_teacher,
-    )
+    from quill_agents.generate import DataLoop, GenerateConfig
+    from quill_agents.proposers import build_proposer, build_teacher
+    from quill_agents.slow_sources import TeacherSource
 
     names = _csv(args.teacher)
     teacher = build_teacher(args.model, args.base_url) if {"openai", "teacher"} & set(names) else None

@@ -20,32 +20,38 @@ import hashlib
 import logging
 import math
 import time
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
-import sqlglot
-from sqlglot import exp
 
+from quill_agents.fingerprints import action_fingerprint, shape_fingerprint
+from quill_agents.proposers import (
+    CompositeProposer,
+    DrawContext,
+    HeuristicProposer,
+    Observation,
+    Propose,
+    ReferenceProposer,
+    TeacherProposer,
+    build_proposer,
+    build_teacher,
+    model_of,
+    name_of,
+)
+from quill_agents.slow_sources import ProceduralSource, SchemaContext, SlowQuerySource, TeacherSource
+from quill_agents.steering import BELOW_MIX, Steering
 from quill_agents.store import DRAWS_FILE, RECORDS_FILE, DatasetStore, JsonlLog, record_key
-from quill_env.errors import ConfigError, MissingExtraError, QuillError
+from quill_env.errors import ConfigError, QuillError
 from quill_env.fingerprint import fingerprint
-from quill_env.policy import PolicyViolation, SchemaView, parse_action
 from quill_env.querygen import FAMILIES, Candidate
 from quill_env.taskgen import TARGET_MIX, bucket
 
 log = logging.getLogger(__name__)
-
-Observation = Mapping[str, str]
-Propose = Callable[[Observation, int], list[str]]
-"""Any optimizer: ``propose(observation, k) -> list of actions``."""
-
-BELOW_MIX = "<2x"
-"""The bucket of kept records between the acceptance tier (1.5x) and 2x."""
 
 
 # --- configuration -------------------------------------------------------------------------
@@ -114,430 +120,7 @@ class GenerateConfig:
         return self.max_draws if self.max_draws is not None else 50 * self.target + 200
 
 
-# --- slow-query sources and proposers ------------------------------------------------------
-
-
-@dataclass
-class DrawContext:
-    """What a proposer may want to know about the current draw beyond the observation."""
-
-    suite: Any
-    scale: str
-    database: str
-    candidate: Candidate
-
-
-class SlowQuerySource(Protocol):
-    """Writes one slow query for a schema and a pattern."""
-
-    name: str
-
-    def draw(
-        self, ctx: _SchemaCtx, family: str, rng: np.random.Generator, examples: Sequence[Mapping[str, Any]]
-    ) -> Candidate | None:
-        """A candidate slow query (with a reference when the source knows one), or ``None``."""
-        ...
-
-
-class ProceduralSource:
-    """Slow queries from the procedural "junior developer" generator (offline, deterministic)."""
-
-    name = "querygen"
-
-    def draw(
-        self, ctx: _SchemaCtx, family: str, rng: np.random.Generator, examples: Sequence[Mapping[str, Any]]
-    ) -> Candidate | None:
-        """One :func:`quill_env.querygen.generate` draw of ``family``."""
-        from quill_env.querygen import generate
-
-        return generate(ctx.info, rng, family)
-
-
-class TeacherSource:
-    """Slow queries written by a teacher LLM (``write_slow_query(schema_text, pattern, examples)``)."""
-
-    def __init__(self, teacher: Any) -> None:
-        self.teacher = teacher
-        self.name = f"teacher:{_model_of(teacher) or 'unknown'}"
-
-    def draw(
-        self, ctx: _SchemaCtx, family: str, rng: np.random.Generator, examples: Sequence[Mapping[str, Any]]
-    ) -> Candidate | None:
-        """Ask the teacher for a slow query showing ``family``."""
-        # a distinct sample per draw: the teacher caches responses by (prompt, sample)
-        sample = int(rng.integers(2**31 - 1))
-        sql = self.teacher.write_slow_query(ctx.schema_text, family, list(examples), sample=sample)
-        if not sql:
-            return None
-        return Candidate(family, ctx.suite.name, sql.strip().rstrip(";"), "", (family,))
-
-
-class ReferenceProposer:
-    """Offline fallback optimizer: the generator's reference plus a few mutated variants.
-
-    The variants (the slow query's own text, the reference query without its indexes, the slow
-    query with only the reference's indexes, a flipped comparison) are mostly wrong or slow, so
-    runs with this proposer exercise rejection and produce DPO pairs.
-    """
-
-    name = "reference"
-    model = None
-
-    def __init__(self) -> None:
-        self._ctx: DrawContext | None = None
-
-    def prepare(self, ctx: DrawContext) -> None:
-        """Remember the draw's candidate (its reference is the answer offered first)."""
-        self._ctx = ctx
-
-    def __call__(self, observation: Observation, k: int) -> list[str]:
-        """Up to ``k`` actions: the reference first, then mutations."""
-        cand = self._ctx.candidate if self._ctx else None
-        if cand is None or not cand.reference:
-            return []
-        out = [cand.reference, *_mutations(cand.query, cand.reference)]
-        return list(dict.fromkeys(out))[:k]
-
-
-def _mutations(query: str, reference: str) -> list[str]:
-    from quill_env.policy import split_statements
-
-    parts = split_statements(reference)
-    indexes, ref_query = parts[:-1], parts[-1]
-    out = []
-    if indexes:
-        out.append(ref_query)
-        out.append(";\n".join([*indexes, query]))
-    try:
-        tree = sqlglot.parse_one(ref_query, read="sqlite")
-        flipped = False
-        for node in tree.find_all(exp.EQ, exp.GT, exp.LT):
-            new = {exp.EQ: exp.NEQ, exp.GT: exp.LTE, exp.LT: exp.GTE}[type(node)]
-            node.replace(new(this=node.this.copy(), expression=node.expression.copy()))
-            flipped = True
-            break
-        if flipped:
-            out.append(";\n".join([*indexes, tree.sql("sqlite")]))
-    except sqlglot.errors.SqlglotError:
-        pass
-    return out
-
-
-class HeuristicProposer:
-    """The rule-based optimizer (:class:`quill_agents.heuristic.HeuristicAgent`).
-
-    Its candidates are listed offline (fast, best guess first) since the loop scores every
-    proposal anyway; only when it has more than ``k`` does the database-bound agent measure them
-    and its best is put first, so the cut at ``k`` never drops the winner.
-    """
-
-    name = "heuristic"
-    model = None
-
-    def __init__(self) -> None:
-        from quill_agents.heuristic import HeuristicAgent
-
-        self._cls = HeuristicAgent
-        self._offline = HeuristicAgent()
-        self._agents: dict[str, Any] = {}
-        self._database: str | None = None
-
-    def prepare(self, ctx: DrawContext) -> None:
-        """Remember the draw's database (for measuring when there are more than ``k`` candidates)."""
-        self._database = ctx.database
-
-    def __call__(self, observation: Observation, k: int) -> list[str]:
-        """Up to ``k`` candidate actions, the measured best first when it had to choose."""
-        out = [a for a in self._offline.candidates(observation) if a and a.strip()]
-        if len(out) > k and self._database is not None:
-            if self._database not in self._agents:
-                self._agents[self._database] = self._cls(database=self._database)
-            out = [self._agents[self._database].act(observation), *out]
-        return list(dict.fromkeys(out))[:k]
-
-
-class TeacherProposer:
-    """A teacher LLM's optimizations (``TeacherAgent.optimize(observation, k)``)."""
-
-    name = "teacher"
-
-    def __init__(self, teacher: Any) -> None:
-        self.teacher = teacher
-        self.model = _model_of(teacher)
-
-    def __call__(self, observation: Observation, k: int) -> list[str]:
-        """``k`` sampled optimizations."""
-        return [a for a in self.teacher.optimize(observation, k) if a]
-
-    def usage(self) -> dict[str, float]:
-        """The teacher's token and cost accounting so far."""
-        return dict(self.teacher.usage.to_dict())
-
-
-class CompositeProposer:
-    """Several proposers asked in turn; remembers which one offered each action."""
-
-    def __init__(self, proposers: Sequence[Any]) -> None:
-        self.proposers = list(proposers)
-        self.name = "+".join(_name_of(p) for p in self.proposers)
-        models = [m for m in (_model_of(p) for p in self.proposers) if m]
-        self.model = models[0] if models else None
-        self.sources: dict[str, str] = {}
-
-    def prepare(self, ctx: DrawContext) -> None:
-        """Forward the draw's context to every proposer that wants it."""
-        for p in self.proposers:
-            if hasattr(p, "prepare"):
-                p.prepare(ctx)
-
-    def __call__(self, observation: Observation, k: int) -> list[str]:
-        """Every proposer's actions, de-duplicated, in proposer order."""
-        self.sources = {}
-        for p in self.proposers:
-            for action in p(observation, k):
-                self.sources.setdefault(action, _name_of(p))
-        return list(self.sources)
-
-    def usage(self) -> dict[str, float]:
-        """Summed usage of the proposers that report one."""
-        total: Counter[str] = Counter()
-        for p in self.proposers:
-            if hasattr(p, "usage"):
-                total.update({k: v for k, v in p.usage().items() if isinstance(v, (int, float))})
-        return dict(total)
-
-
-def build_teacher(model: str | None, base_url: str | None, **overrides: Any) -> Any:
-    """A :class:`quill_agents.teacher.TeacherAgent` for an OpenAI-compatible endpoint.
-
-    Raises:
-        MissingExtraError: the teacher module or the ``openai`` client is not installed.
-    """
-    try:
-        from quill_agents.teacher import TeacherAgent, TeacherConfig
-    except ImportError as err:
-        raise MissingExtraError(f'the teacher needs `pip install "quill-sql[teacher]"` ({err})') from None
-    return TeacherAgent(TeacherConfig(model=model, base_url=base_url, **overrides))
-
-
-def build_proposer(names: Iterable[str], teacher: Any = None) -> CompositeProposer:
-    """Proposers by name: ``heuristic``, ``reference`` and ``openai`` (needs ``teacher``).
-
-    ``heuristic`` falls back to ``reference`` (with a logged warning) when
-    :mod:`quill_agents.heuristic` is not importable.
-    """
-    out: list[Any] = []
-    for name in names:
-        if name == "heuristic":
-            try:
-                out.append(HeuristicProposer())
-            except ImportError as err:
-                log.warning("heuristic agent unavailable (%s); using the reference fallback", err)
-                out.append(ReferenceProposer())
-        elif name == "reference":
-            out.append(ReferenceProposer())
-        elif name in ("openai", "teacher"):
-            if teacher is None:
-                raise ConfigError("the openai proposer needs a teacher (--model and --base-url)")
-            out.append(TeacherProposer(teacher))
-        else:
-            from quill_env.errors import UnknownNameError
-
-            raise UnknownNameError("proposer", name, ("heuristic", "reference", "openai"))
-    if not out:
-        raise ConfigError("name at least one proposer")
-    return CompositeProposer(out)
-
-
-def _name_of(p: Any) -> str:
-    return str(getattr(p, "name", None) or getattr(p, "__name__", None) or type(p).__name__)
-
-
-def _model_of(p: Any) -> str | None:
-    model = getattr(p, "model", None)
-    if model is None and getattr(p, "config", None) is not None:
-        model = getattr(p.config, "model", None)
-    return model if isinstance(model, str) else None
-
-
-# --- fingerprints --------------------------------------------------------------------------
-
-
-def shape_fingerprint(sql: str, schema: Mapping[str, Mapping[str, str]] | None = None) -> str:
-    """The fingerprint of a query with every literal replaced by a placeholder (near-duplicates).
-
-    >>> shape_fingerprint("SELECT a FROM t WHERE b = 1") == shape_fingerprint("select a from t where b = 7")
-    True
-    """
-    try:
-        tree = sqlglot.parse_one(sql, read="sqlite")
-    except sqlglot.errors.SqlglotError:
-        return fingerprint(sql, schema)
-    tree = tree.transform(lambda n: exp.Placeholder() if isinstance(n, exp.Literal) else n)
-    return fingerprint(tree, schema)
-
-
-def action_fingerprint(action: str, view: SchemaView, schema: Mapping[str, Mapping[str, str]]) -> str:
-    """A fingerprint of an action: its indexes (by table and columns) and its canonical query."""
-    try:
-        act = parse_action(action, view, max_indexes=64)
-    except PolicyViolation:
-        return hashlib.sha1(" ".join(action.split()).lower().encode()).hexdigest()[:16]
-    indexes = sorted(
-        f"{i.table.lower()}({','.join(c.lower() + (' desc' if d else '') for c, d in i.columns)})"
-        for i in act.indexes
-    )
-    text = ";".join([*indexes, fingerprint(act.query, schema)])
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
-
-
-# --- steering ------------------------------------------------------------------------------
-
-
-@dataclass
-class Steering:
-    """What the store lacks: counts by schema, family, pattern and speedup bucket.
-
-    It is rebuilt from the records and the draw log, so a restarted run steers exactly as an
-    uninterrupted one.
-    """
-
-    target_mix: Mapping[str, float]
-    kept: int = 0
-    by_schema: Counter[str] = field(default_factory=Counter)
-    by_family: Counter[str] = field(default_factory=Counter)
-    by_pattern: Counter[str] = field(default_factory=Counter)
-    by_bucket: Counter[str] = field(default_factory=Counter)
-    family_buckets: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
-    attempts: Counter[tuple[str, str]] = field(default_factory=Counter)
-    successes: Counter[tuple[str, str]] = field(default_factory=Counter)
-    slow_seen: set[str] = field(default_factory=set)
-    shapes: Counter[str] = field(default_factory=Counter)
-
-    def observe_record(self, rec: Mapping[str, Any]) -> None:
-        """Count one kept record."""
-        self.kept += 1
-        self.by_schema[rec["suite"]] += 1
-        self.by_family[rec["family"]] += 1
-        self.by_pattern.update(rec.get("patterns", ()))
-        b = bucket(float(rec["speedup"])) or BELOW_MIX
-        self.by_bucket[b] += 1
-        self.family_buckets[rec["family"]][b] += 1
-
-    def observe_draw(self, entry: Mapping[str, Any]) -> None:
-        """Count one finished draw (kept or not)."""
-        if entry.get("family") is None:
-            return
-        key = (entry["suite"], entry["family"])
-        self.attempts[key] += 1
-        if entry.get("kept", 0) > 0:
-            self.successes[key] += 1
-            self.slow_seen.add(entry["query_fingerprint"])
-            self.shapes[entry["shape_fingerprint"]] += 1
-
-    def mix(self) -> dict[str, float]:
-        """The current speedup mix (shares, with the below-2x share apart)."""
-        total = sum(self.by_bucket.values()) or 1
-        return {b: round(self.by_bucket.get(b, 0) / total, 4) for b in (*self.target_mix, BELOW_MIX)}
-
-    def _rarity(self, counts: Counter[str], name: str, names: Sequence[str]) -> float:
-        mean = sum(counts[n] for n in names) / max(len(names), 1)
-        return (mean + 1.0) / (counts[name] + 1.0)
-
-    def _mix_need(self, family: str) -> float:
-        total = sum(self.by_bucket.values())
-        seen = self.family_buckets.get(family, Counter())
-        n_f = sum(seen.values())
-        need = 0.0
-        for b, share in self.target_mix.items():
-            deficit = max(share - (self.by_bucket[b] / total if total else 0.0), 0.0)
-            p_b = (seen[b] + share) / (n_f + 1.0)  # the target mix is the prior of an unseen family
-            need += p_b * (deficit + 0.05)
-        need += 0.01 * seen[BELOW_MIX] / (n_f + 1.0)
-        return need**2  # squared: the mix steers as firmly as the coverage terms
-
-    def weights(self, suites: Sequence[str], families: Sequence[str]) -> np.ndarray:
-        """Unnormalized draw weights of every ``(suite, family)`` pair (suite-major)."""
-        w = np.empty((len(suites), len(families)))
-        for i, s in enumerate(suites):
-            rs = self._rarity(self.by_schema, s, suites)
-            for j, f in enumerate(families):
-                rf = self._rarity(self.by_family, f, families)
-                key = (s, f)
-                feasible = (self.successes[key] + 1.0) / (self.attempts[key] + 2.0)
-                w[i, j] = rs * rf * self._mix_need(f) * feasible
-        return w.ravel()
-
-    def choose(
-        self, rng: np.random.Generator, suites: Sequence[str], families: Sequence[str]
-    ) -> tuple[str, str]:
-        """Sample the next ``(suite, family)``, favouring what the store lacks."""
-        w = self.weights(suites, families)
-        idx = int(rng.choice(len(w), p=w / w.sum()))
-        return suites[idx // len(families)], families[idx % len(families)]
-
-    def examples(
-        self, records: Sequence[Mapping[str, Any]], n: int, rng: np.random.Generator
-    ) -> list[dict[str, Any]]:
-        """Few-shot examples for a round: records of rare patterns and schemas are favoured.
-
-        Depends only on ``records`` and ``rng``, so a resumed run draws the same examples.
-        """
-        if not records or n <= 0:
-            return []
-        fams = Counter(r["family"] for r in records)
-        schemas = Counter(r["suite"] for r in records)
-        w = np.array([1.0 / (fams[r["family"]] * schemas[r["suite"]]) for r in records])
-        picks = rng.choice(len(records), size=min(n, len(records)), replace=False, p=w / w.sum())
-        return [
-            {
-                "suite": records[i]["suite"],
-                "pattern": records[i]["family"],
-                "patterns": list(records[i].get("patterns", ())),
-                "query": records[i]["query"],
-                "action": records[i]["action"],
-                "speedup": records[i]["speedup"],
-            }
-            for i in sorted(int(p) for p in picks)
-        ]
-
-
-# --- the loop ------------------------------------------------------------------------------
-
-
-class _SchemaCtx:
-    """Per (suite, scale): database path, schema map and text, generator metadata."""
-
-    def __init__(self, suite: Any, scale: str) -> None:
-        from quill_env.backends import open_backend
-
-        self.suite = suite
-        self.scale = scale
-        self.database = str(suite.database(scale))
-        backend = open_backend(self.database)
-        try:
-            tables = backend.tables()
-            self.schema_text = backend.schema_text()
-            self.engine = backend.engine_version()
-        finally:
-            backend.close()
-        self.view = SchemaView({k: [c.name.lower() for c in t.columns] for k, t in tables.items()})
-        self.schema_map = {t.name: {c.name: c.type or "TEXT" for c in t.columns} for t in tables.values()}
-        self._info: Any = None
-
-    @property
-    def info(self) -> Any:
-        """The procedural generator's view of the schema (opened on first use)."""
-        if self._info is None:
-            from quill_env.querygen import SchemaInfo
-
-            self._info = SchemaInfo(self.suite)
-        return self._info
-
-    def close(self) -> None:
-        """Close the generator's connections."""
-        if self._info is not None:
-            self._info.close()
+# --- progress and the loop ---------------------------------------------------------------
 
 
 @dataclass
@@ -611,7 +194,7 @@ class DataLoop:
         self.out = Path(config.out)
         self.store = DatasetStore(self.out / RECORDS_FILE)
         self.draw_log = JsonlLog(self.out / DRAWS_FILE)
-        self._ctx: dict[tuple[str, str], _SchemaCtx] = {}
+        self._ctx: dict[tuple[str, str], SchemaContext] = {}
         self.next_draw = max((int(e["draw"]) for e in self.draw_log), default=-1) + 1
         self.steering = Steering(config.target_mix)
         for rec in self.store.records:
@@ -627,11 +210,11 @@ class DataLoop:
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def schema(self, suite: str, scale: str) -> _SchemaCtx:
+    def schema(self, suite: str, scale: str) -> SchemaContext:
         """The cached per-(suite, scale) context."""
         key = (suite, scale)
         if key not in self._ctx:
-            self._ctx[key] = _SchemaCtx(self.suites[suite], scale)
+            self._ctx[key] = SchemaContext(self.suites[suite], scale)
         return self._ctx[key]
 
     def _count_draw(self, entry: Mapping[str, Any]) -> None:
@@ -760,7 +343,7 @@ class DataLoop:
         self,
         d: int,
         iteration: int,
-        ctx: _SchemaCtx,
+        ctx: SchemaContext,
         cand: Candidate,
         runner: Any,
         results: list[tuple[str, Any]],
@@ -826,8 +409,8 @@ class DataLoop:
                 "query_fingerprint": qfp,
                 "action_fingerprint": afp,
                 "shape_fingerprint": sfp,
-                "proposer": sources.get(action, _name_of(self.propose)),
-                "model": _model_of(self.propose) or cfg.model,
+                "proposer": sources.get(action, name_of(self.propose)),
+                "model": model_of(self.propose) or cfg.model,
                 "slow_source": self.source.name,
                 "iteration": iteration,
                 "draw": d,
@@ -938,14 +521,18 @@ def summarize(records: Sequence[Mapping[str, Any]], target_mix: Mapping[str, flo
 
 
 __all__ = [
+    "BELOW_MIX",
     "CompositeProposer",
     "DataLoop",
     "DrawContext",
     "GenerateConfig",
     "GenerateStats",
     "HeuristicProposer",
+    "Observation",
     "ProceduralSource",
+    "Propose",
     "ReferenceProposer",
+    "SlowQuerySource",
     "Steering",
     "TeacherProposer",
     "TeacherSource",

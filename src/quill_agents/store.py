@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from quill_env.errors import QuillError
+from quill_env.errors import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +33,6 @@ RECORDS_FILE = "records.jsonl"
 """The store's file name inside a run directory."""
 DRAWS_FILE = "draws.jsonl"
 """The run's log of draws (one line per slow query tried, kept or not)."""
-
-
-class StoreError(QuillError):
-    """A store file is corrupt before its last line, or a record lacks its key."""
 
 
 def record_key(record: Mapping[str, Any]) -> str:

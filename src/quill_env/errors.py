@@ -64,6 +64,13 @@ class IndexBuildError(QuillError):
     """The engine could not build an action's indexes (an outcome of the action, not a bug)."""
 
 
+# --- generated data --------------------------------------------------------------------------
+
+
+class StoreError(QuillError):
+    """A store file is corrupt before its last line, or a record lacks its key."""
+
+
 # --- installation ----------------------------------------------------------------------------
 
 
