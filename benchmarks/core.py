@@ -201,10 +201,10 @@ def slow_candidate(scale: str) -> dict:
     env = gym.make("Quill-v0", suite="shop", split="all", scale=scale)
     env.reset(options={"task_id": task.id})
     runner = env.unwrapped.runner(task)
-    # a correlated scan per row: about 1000x the baseline's work
+    # a correlated scan of orders x 20 users per matching row: about 1000x the baseline's wall time
     bomb = (
         "SELECT id, user_id, total FROM orders o WHERE coupon_code = 'SAVE-amber' "
-        "AND (SELECT COUNT(*) FROM orders o2 WHERE o2.total >= 0 * o.total) > 0"
+        "AND (SELECT COUNT(*) FROM orders o2, users u2 WHERE o2.total >= 0 * o.total AND u2.id <= 20) > 0"
     )
     base = statistics.median(runner.backend.execute(task.query).seconds for _ in range(5))
     times, verdicts = [], []
