@@ -10,6 +10,7 @@ reproduce, line by line. Heavy imports (the leaderboard, matplotlib) happen insi
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -157,7 +158,15 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
                 f"{agent_errors[0].error}",
                 highlight=False,
             )
-    paths = save_run(result, args.out, plots=not args.no_plots)
+    plots = not args.no_plots
+    if plots and importlib.util.find_spec("matplotlib") is None:
+        plots = False
+        console.print(
+            'plots skipped: matplotlib is not installed (pip install "quill-sql[plot]")',
+            style="yellow",
+            markup=False,
+        )
+    paths = save_run(result, args.out, plots=plots)
     lines = [f"results: {paths['json']}"]
     lines += [f"plot: {paths[key]}" for key in ("fast_p", "speedups") if key in paths]
     lines += [
