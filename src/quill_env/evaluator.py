@@ -229,9 +229,9 @@ class TaskRunner:
         options = options or EvalOptions()
         backend = _shared_backend(str(suite.database(scale)))
         source_path = str(suite.database("variant"))
-        images = _variants_for(_shared_backend(source_path), _file_key(source_path), task.query, options)
+        images = _variants_for(source_path, task.query, options)
         data_key = f"suite:{suite.name}:{suite.data_hash}:{scale or suite.default_scale}"
-        return cls(task, _clone(backend), images, options, data_key=data_key)
+        return cls(task, backend, images, options, data_key=data_key)
 
     @classmethod
     def for_database(
@@ -246,14 +246,14 @@ class TaskRunner:
         options = options or EvalOptions()
         path = str(Path(_strip_url(database)).resolve())
         backend = _shared_backend(path)
-        images = _variants_for(backend, _file_key(path), query, options)
+        images = _variants_for(path, query, options)
         digest = hashlib.sha1(query.encode()).hexdigest()[:10]
         task = Task(
             id=task_id or f"user/{Path(path).stem}-{digest}",
             query=query,
             output_columns=tuple(output_columns) if output_columns else None,
         )
-        return cls(task, _clone(backend), images, options, data_key=_file_key(path))
+        return cls(task, backend, images, options, data_key=_file_key(path))
 
     # --- baseline --------------------------------------------------------------------------
 
@@ -619,7 +619,7 @@ def _file_key(path: str) -> str:
 
 
 def _shared_backend(path: str) -> SQLiteBackend:
-    """An in-memory copy of ``path``; the file is read once per process and version."""
+    """A private in-memory copy of ``path``; the file is read once per process and version."""
     key = _file_key(path)
     with _LOCK:
         image = _BACKENDS.get(key)
@@ -638,15 +638,20 @@ def _clone(backend: SQLiteBackend) -> SQLiteBackend:
     return SQLiteBackend.from_bytes(backend.serialize(), label=backend.label)
 
 
-def _variants_for(source: SQLiteBackend, source_key: str, query: str, options: EvalOptions) -> list[Variant]:
+def _variants_for(source_path: str, query: str, options: EvalOptions) -> list[Variant]:
+    """Variant images of ``query`` sampled from the database at ``source_path`` (cached)."""
     if options.num_variants == 0:
         return []
-    key = (source_key, query, options.num_variants, options.variant_rows, options.seed)
+    key = (_file_key(source_path), query, options.num_variants, options.variant_rows, options.seed)
     with _LOCK:
         cached = _VARIANTS.get(key)
     if cached is None:
-        builder = VariantBuilder(source, rows_per_table=options.variant_rows, seed=options.seed)
-        cached = builder.build(query, options.num_variants)
+        source = _shared_backend(source_path)
+        try:
+            builder = VariantBuilder(source, rows_per_table=options.variant_rows, seed=options.seed)
+            cached = builder.build(query, options.num_variants)
+        finally:
+            source.close()
         with _LOCK:
             _VARIANTS[key] = cached
             while len(_VARIANTS) > 256:
