@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlglot import exp
 
 from quill_agents.heuristic.schema import Catalog
-from quill_agents.heuristic.sqlutil import conjuncts, is_literal
+from quill_agents.heuristic.sqlutil import conjuncts, is_literal, set_where
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,26 @@ def has_star(select: exp.Select) -> bool:
     return any(
         isinstance(e, exp.Star) or (isinstance(e, exp.Column) and e.is_star) for e in select.expressions
     )
+
+
+def replace_where_terms(
+    tree: exp.Expression, select: exp.Select, replace: Callable[[exp.Expression], exp.Expression | None]
+) -> exp.Expression | None:
+    """Apply ``replace`` to each top-level WHERE conjunct of ``select`` (inside ``tree``).
+
+    ``replace`` returns the new conjunct, or ``None`` to keep the term. Returns ``tree`` when a
+    term changed, else ``None``.
+    """
+    terms = where_terms(select)
+    changed = False
+    for i, term in enumerate(terms):
+        new = replace(term)
+        if new is not None:
+            terms[i] = new
+            changed = True
+    if changed:
+        set_where(select, terms)
+    return finish(tree, changed)
 
 
 def finish(tree: exp.Expression, changed: bool) -> exp.Expression | None:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from quill_agents.heuristic.rules.base import Context, finish, has_star, no_distinct, top_select, where_terms
+from quill_agents.heuristic.rules.base import (
+    Context,
+    finish,
+    has_star,
+    no_distinct,
+    replace_where_terms,
+    top_select,
+    where_terms,
+)
 from quill_agents.heuristic.rules.correlation import correlate
 from quill_agents.heuristic.schema import TableMeta
 from quill_agents.heuristic.sqlutil import (
@@ -79,27 +87,24 @@ def count_to_in(tree: exp.Expression, ctx: Context) -> exp.Expression | None:
     select = top_select(tree)
     if select is None:
         return None
-    terms = where_terms(select)
-    changed = False
-    for i, term in enumerate(terms):
+
+    def replace(term: exp.Expression) -> exp.Expression | None:
         if not isinstance(term, (exp.GT, exp.GTE, exp.NEQ)):
-            continue
+            return None
         found = _count_test(term)
         if found is None or not found[1]:
-            continue
+            return None
         sub = found[0].this
         corr = correlate(sub, select, ctx)
         if corr is None or len(corr.pairs) != 1:
-            continue
+            return None
         inner_col, outer_col = corr.pairs[0]
         new_sub = sub.copy()
         new_sub.set("expressions", [inner_col.copy()])
         set_where(new_sub, [t.copy() for t in corr.rest])
-        terms[i] = exp.In(this=outer_col.copy(), query=exp.Subquery(this=new_sub))
-        changed = True
-    if changed:
-        set_where(select, terms)
-    return finish(tree, changed)
+        return exp.In(this=outer_col.copy(), query=exp.Subquery(this=new_sub))
+
+    return replace_where_terms(tree, select, replace)
 
 
 def not_in_to_not_exists(tree: exp.Expression, ctx: Context) -> exp.Expression | None:
@@ -112,28 +117,23 @@ def not_in_to_not_exists(tree: exp.Expression, ctx: Context) -> exp.Expression |
     select = top_select(tree)
     if select is None:
         return None
-    terms = where_terms(select)
-    changed = False
     srcs = sources(select, ctx.catalog)
-    for i, term in enumerate(terms):
+
+    def replace(term: exp.Expression) -> exp.Expression | None:
         if not (isinstance(term, exp.Not) and isinstance(term.this.unnest(), exp.In)):
-            continue
+            return None
         test = term.this.unnest()
         lhs, query = test.this, test.args.get("query")
         if not isinstance(lhs, exp.Column) or query is None or test.expressions:
-            continue
+            return None
         alias = owner(lhs, srcs)
         outer_table = srcs.get(alias) if alias else None
         if outer_table is None or not outer_table.not_null(lhs.name):
-            continue
+            return None
         built = _semi_join_subquery(query.this, lhs, ctx)
-        if built is None:
-            continue
-        terms[i] = exp.Not(this=exp.Exists(this=built))
-        changed = True
-    if changed:
-        set_where(select, terms)
-    return finish(tree, changed)
+        return None if built is None else exp.Not(this=exp.Exists(this=built))
+
+    return replace_where_terms(tree, select, replace)
 
 
 def _semi_join_subquery(
@@ -200,21 +200,16 @@ def in_to_exists(tree: exp.Expression, ctx: Context) -> exp.Expression | None:
     select = top_select(tree)
     if select is None:
         return None
-    terms = where_terms(select)
-    changed = False
-    for i, term in enumerate(terms):
+
+    def replace(term: exp.Expression) -> exp.Expression | None:
         if not isinstance(term, exp.In) or term.args.get("query") is None or term.expressions:
-            continue
+            return None
         if not isinstance(term.this, exp.Column):
-            continue
+            return None
         built = _semi_join_subquery(term.args["query"].this, term.this, ctx, require_not_null=False)
-        if built is None:
-            continue
-        terms[i] = exp.Exists(this=built)
-        changed = True
-    if changed:
-        set_where(select, terms)
-    return finish(tree, changed)
+        return None if built is None else exp.Exists(this=built)
+
+    return replace_where_terms(tree, select, replace)
 
 
 def join_to_exists(tree: exp.Expression, ctx: Context) -> exp.Expression | None:
