@@ -15,7 +15,7 @@ from typing import Any
 import gymnasium as gym
 from gymnasium import spaces
 
-from quill_env.errors import ConfigError, EnvStateError
+from quill_env.errors import ConfigError, EnvStateError, UnknownNameError
 from quill_env.evaluator import EvalOptions, EvalResult, TaskRunner
 from quill_env.policy import MAX_ACTION_CHARS
 from quill_env.prompt import format_feedback
@@ -95,8 +95,6 @@ class SQLOptEnv(gym.Env[dict, str]):
             self.tasks = [t for t in self.tasks if t.id in wanted]
             missing = wanted - {t.id for t in self.tasks}
             if missing:
-                from quill_env.errors import UnknownNameError
-
                 raise UnknownNameError("task", sorted(missing)[0], [t.id for t in self.tasks])
         if not self.tasks:
             raise ConfigError(f"no tasks for suite={suite!r} split={split!r}")
@@ -117,11 +115,20 @@ class SQLOptEnv(gym.Env[dict, str]):
 
     # --- tasks -----------------------------------------------------------------------------
 
+    def find_task(self, task_id: str) -> Task:
+        """The task with ``task_id`` among this environment's tasks.
+
+        Raises:
+            UnknownNameError: no such task here (with a did-you-mean suggestion).
+        """
+        task = next((t for t in self.tasks if t.id == task_id), None)
+        if task is None:
+            raise UnknownNameError("task", str(task_id), [t.id for t in self.tasks])
+        return task
+
     def runner(self, task: Task | str) -> TaskRunner:
         """The (cached) runner of a task: databases, variants and baseline."""
-        task = task if isinstance(task, Task) else next((t for t in self.tasks if t.id == task), None)
-        if task is None:
-            raise ConfigError("unknown task for this environment")
+        task = task if isinstance(task, Task) else self.find_task(task)
         if task.id not in self._runners:
             if self.database is not None:
                 self._runners[task.id] = TaskRunner.for_database(
@@ -145,11 +152,7 @@ class SQLOptEnv(gym.Env[dict, str]):
         super().reset(seed=seed)
         options = options or {}
         if "task_id" in options:
-            task = next((t for t in self.tasks if t.id == options["task_id"]), None)
-            if task is None:
-                from quill_env.errors import UnknownNameError
-
-                raise UnknownNameError("task", str(options["task_id"]), [t.id for t in self.tasks])
+            task = self.find_task(options["task_id"])
         else:
             task = self.tasks[int(self.np_random.integers(len(self.tasks)))]
         self._runner = self.runner(task)

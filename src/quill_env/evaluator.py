@@ -28,7 +28,7 @@ from quill_env.backends import open_backend
 from quill_env.backends.base import Backend, Budget, ExecResult, ExecStatus, Timer
 from quill_env.backends.sqlite import SQLiteBackend
 from quill_env.compare import OrderPolicy, compare_rows, tie_segments
-from quill_env.errors import BaselineError, ConfigError, IndexBuildError
+from quill_env.errors import BaselineError, ConfigError, DatabaseError, IndexBuildError, UnknownNameError
 from quill_env.fingerprint import canonical_sql
 from quill_env.measure import CostMode, WallOptions, calibrated, interleaved, work_ratio
 from quill_env.policy import Action, PolicyViolation, SchemaView, parse_action
@@ -88,8 +88,6 @@ class EvalOptions:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(kwargs) - known)
         if unknown:
-            from quill_env.errors import UnknownNameError
-
             raise UnknownNameError("option", unknown[0], known)
         if isinstance(kwargs.get("reward"), Mapping):
             kwargs["reward"] = RewardConfig(**kwargs["reward"])
@@ -100,8 +98,6 @@ def _coerce(enum: type, value: Any, kind: str) -> Any:
     try:
         return enum(value)
     except ValueError:
-        from quill_env.errors import UnknownNameError
-
         raise UnknownNameError(kind, str(value), [m.value for m in enum]) from None
 
 
@@ -611,8 +607,6 @@ _RUNNERS: OrderedDict[tuple, TaskRunner] = OrderedDict()
 
 def _file_key(path: str) -> str:
     if not os.path.exists(path):
-        from quill_env.errors import DatabaseError
-
         raise DatabaseError(f"no such database file: {path}")
     st = os.stat(path)
     return f"{path}:{st.st_size}:{st.st_mtime_ns}"
