@@ -82,7 +82,8 @@ class SchemaInfo:
         self.suite = suite
         self.small = apsw.Connection(str(suite.database("small")), flags=apsw.SQLITE_OPEN_READONLY)
         self.medium = apsw.Connection(str(suite.database("medium")), flags=apsw.SQLITE_OPEN_READONLY)
-        infos = SQLiteBackend.open(suite.database("variant")).tables()
+        with SQLiteBackend.open(suite.database("variant")) as variant:
+            infos = variant.tables()
         self.tables: dict[str, Tbl] = {}
         for tname, tspec in suite.generator["tables"].items():
             info = infos[tname.lower()]
