@@ -46,6 +46,10 @@ class Budget:
     """Wall-clock seconds, a safety net above the work budget."""
     max_rows: int | None = None
     """Rows fetched before stopping with ``ROW_CAP``."""
+    max_heap_bytes: int | None = None
+    """Engine heap the statement may add; exhausting it is a ``RUNTIME_ERROR`` (out of memory)."""
+    max_value_bytes: int | None = None
+    """The largest string or blob the statement may build; a larger one is ``DENIED``."""
 
 
 @dataclass
@@ -60,6 +64,9 @@ class ExecResult:
     seconds: float = 0.0
     """Wall-clock time of the execution including fetching rows."""
     error: str = ""
+    """The engine's own message. It may carry database values: never show it to an agent."""
+    error_kind: str = ""
+    """A data-free category of the failure (``out_of_memory``, ``too_big``, ``engine_error`` ...)."""
     counters: dict[str, int] = field(default_factory=dict)
     """All engine counters of the statement (SQLite: stmt_status)."""
     tables_read: frozenset[str] = frozenset()

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
+import threading
 import time
+import weakref
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -32,6 +37,7 @@ from quill_env.backends.base import (
 )
 from quill_env.errors import DatabaseError, IndexBuildError
 from quill_env.policy import IndexSpec
+from quill_env.tasks import cache_dir
 
 ALLOWED_FUNCTIONS = frozenset(
     [
@@ -162,13 +168,80 @@ DEFAULT_LIMITS: dict[int, int] = {
     apsw.SQLITE_LIMIT_FUNCTION_ARG: 100,
     apsw.SQLITE_LIMIT_ATTACHED: 0,
     apsw.SQLITE_LIMIT_LIKE_PATTERN_LENGTH: 1000,
-    apsw.SQLITE_LIMIT_VARIABLE_NUMBER: 32,
+    apsw.SQLITE_LIMIT_VARIABLE_NUMBER: 32766,
     apsw.SQLITE_LIMIT_TRIGGER_DEPTH: 0,
 }
 """Engine limits on every connection: value size, SQL length, nesting, attach count ..."""
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+"""The first 16 bytes of every SQLite 3 database file."""
+
 PROGRESS_OPS = 1000
 """VM instructions between two progress-handler calls (budget granularity)."""
+
+FIXED_NOW_UNIX = 1_767_225_600
+"""The instant every connection's clock reads: 2026-01-01 00:00:00 UTC. ``'now'`` reached by
+any path (a computed string, a value in the data) is this constant, so no statement can see the
+real time and every result is reproducible."""
+
+_FIXED_CLOCK_VFS = "quill-fixed-clock"
+_CLOCK_LOCK = threading.Lock()
+_HEAP_LOCK = threading.Lock()
+
+
+class _FixedClock(apsw.VFS):
+    """The default VFS with its clock pinned to :data:`FIXED_NOW_UNIX` (and no randomness)."""
+
+    def __init__(self) -> None:
+        super().__init__(_FIXED_CLOCK_VFS, "")
+
+    def xCurrentTimeInt64(self) -> int:
+        return 210_866_760_000_000 + FIXED_NOW_UNIX * 1000
+
+    def xCurrentTime(self) -> float:
+        return 2_440_587.5 + FIXED_NOW_UNIX / 86_400
+
+    def xRandomness(self, numbytes: int) -> bytes:
+        return bytes(numbytes)
+
+
+_CLOCK: list[_FixedClock] = []
+
+
+def _clock_vfs() -> str:
+    """Register the fixed-clock VFS once per process (on first use, never at import)."""
+    with _CLOCK_LOCK:
+        if not _CLOCK:
+            _CLOCK.append(_FixedClock())
+    return _FIXED_CLOCK_VFS
+
+
+def _memory_connection() -> apsw.Connection:
+    return apsw.Connection(":memory:", vfs=_clock_vfs())
+
+
+SNAPSHOT_BYTES = 256 << 20
+"""Database files larger than this are copied to a disk snapshot, not into memory."""
+
+SNAPSHOT_PRAGMAS = (
+    "PRAGMA journal_mode = MEMORY",
+    "PRAGMA synchronous = OFF",
+    "PRAGMA cache_size = -65536",
+)
+"""How a disk snapshot is opened: it is a private scratch copy, so nothing needs to be durable."""
+
+
+def _snapshot_bytes() -> int:
+    value = os.environ.get("QUILL_SNAPSHOT_MB")
+    return int(float(value) * (1 << 20)) if value else SNAPSHOT_BYTES
+
+
+def _remove_snapshot(conn: apsw.Connection, path: str) -> None:
+    with contextlib.suppress(apsw.Error):
+        conn.close()
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
 
 _SCHEMA_TABLES = {"sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"}
 
@@ -215,12 +288,21 @@ class SQLiteBackend(Backend):
     name: ClassVar[str] = "sqlite"
     dialect: ClassVar[str] = "sqlite"
     work_unit: ClassVar[str] = "vm_steps"
-    calibration_alpha: ClassVar[float] = 0.894
-    calibration_statement_work: ClassVar[float] = 3162.0
-    calibration_row_work: ClassVar[float] = 5.0
-    # Fitted by benchmarks/core.py over the shop suite's reference rewrites at the medium scale
-    # (benchmarks/results/core.json): wall ~ (steps + 3162 + 5 * rows) ** 0.894. FACTS.md's
-    # 0.83 was a pure power law on two hand-picked queries.
+    calibration_alpha: ClassVar[float] = 0.866
+    calibration_statement_work: ClassVar[float] = 489.0
+    calibration_row_work: ClassVar[float] = 0.0
+    page_work: ClassVar[float] = 13.8
+    """Work units per b-tree page fetched: charges index seeks and non-covering row lookups."""
+    function_work: ClassVar[float] = 83.7
+    """Extra work units per function call, estimated from the share of calls in the program's loops."""
+    column_work: ClassVar[float] = 2.23
+    """Extra work units per column read from a record (``OP_Column``), estimated the same way."""
+    value_work: ClassVar[float] = 10.4
+    """Work units per value returned to the caller (rows times columns)."""
+    # Fitted by benchmarks/calibration.py over the 685 shipped references that are truly faster
+    # (wall lower bound >= 1.5x) at the medium scale, against interleaved bare wall time
+    # (benchmarks/results/calibration.json): wall ~ (steps * (1 + 83.7 * function share +
+    # 2.23 * column share) + 13.8 * pages + 10.4 * values + 489) ** 0.866.
 
     def __init__(
         self, connection: apsw.Connection, *, label: str = ":memory:", timer: Timer = time.perf_counter
@@ -231,13 +313,28 @@ class SQLiteBackend(Backend):
         self._sandbox = _Sandbox()
         self._profile: dict | None = None
         self._tables: dict[str, TableInfo] | None = None
+        self._index_key: tuple[str, ...] = ()
+        self._profiles: OrderedDict[tuple, tuple[int, int]] = OrderedDict()
+        self._snapshot_path: str | None = None
         self._configure()
 
     # --- construction ----------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, timer: Timer = time.perf_counter) -> SQLiteBackend:
-        """Copy the database file at ``path`` into memory, opening the file read-only.
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        timer: Timer = time.perf_counter,
+        snapshot_bytes: int | None = None,
+    ) -> SQLiteBackend:
+        """Open a private copy of the database file at ``path``, reading the file only.
+
+        A file up to ``snapshot_bytes`` (default :data:`SNAPSHOT_BYTES`, or ``QUILL_SNAPSHOT_MB``)
+        is copied into memory; a larger one is copied to a *disk snapshot*, a temporary file
+        under the cache directory that this backend alone writes to (its scratch indexes, in
+        savepoints that are rolled back) and deletes when it is closed. Either way the user's
+        file is never opened for writing, and memory does not grow with the database's size.
 
         Raises:
             DatabaseError: the file does not exist or is not a SQLite database.
@@ -245,12 +342,22 @@ class SQLiteBackend(Backend):
         path = Path(path)
         if not path.is_file():
             raise DatabaseError(f"no such database file: {path}")
+        with path.open("rb") as file:
+            header = file.read(16)
+        if header and header != SQLITE_HEADER:
+            raise DatabaseError(
+                f"{path} is not a SQLite database (it does not start with the SQLite 3 file header); "
+                "pass a SQLite file, or a sqlite:/// URL"
+            )
+        limit = snapshot_bytes if snapshot_bytes is not None else _snapshot_bytes()
+        if path.stat().st_size > limit:
+            return cls._snapshot(path, timer)
         uri = f"file:{path.resolve().as_posix()}?mode=ro&immutable=1"
         try:
             src = apsw.Connection(uri, flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
             try:
                 src.authorizer = _deny_writes
-                mem = apsw.Connection(":memory:")
+                mem = _memory_connection()
                 with mem.backup("main", src, "main") as backup:
                     backup.step()
             finally:
@@ -260,18 +367,40 @@ class SQLiteBackend(Backend):
         return cls(mem, label=str(path), timer=timer)
 
     @classmethod
+    def _snapshot(cls, path: Path, timer: Timer) -> SQLiteBackend:
+        directory = cache_dir() / "snapshots"
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, copy = tempfile.mkstemp(prefix=path.stem + "-", suffix=".sqlite", dir=directory)
+        os.close(fd)
+        try:
+            shutil.copyfile(path, copy)
+            conn = apsw.Connection(copy, vfs=_clock_vfs())
+            for pragma in SNAPSHOT_PRAGMAS:
+                conn.execute(pragma)
+            conn.execute("SELECT COUNT(*) FROM sqlite_schema").fetchall()
+        except (OSError, apsw.Error) as err:
+            with contextlib.suppress(OSError):
+                os.unlink(copy)
+            raise DatabaseError(f"cannot open {path} as a SQLite database: {err}") from None
+        backend = cls(conn, label=str(path), timer=timer)
+        backend._snapshot_path = copy
+        backend._finalizer = weakref.finalize(backend, _remove_snapshot, conn, copy)
+        conn.execute("PRAGMA temp_store = FILE")
+        return backend
+
+    @classmethod
     def from_bytes(
         cls, image: bytes, *, label: str = ":memory:", timer: Timer = time.perf_counter
     ) -> SQLiteBackend:
         """Open an in-memory database from a serialized image (see :meth:`serialize`)."""
-        conn = apsw.Connection(":memory:")
+        conn = _memory_connection()
         conn.deserialize("main", image)
         return cls(conn, label=label, timer=timer)
 
     @classmethod
     def empty(cls, *, timer: Timer = time.perf_counter) -> SQLiteBackend:
         """A new empty in-memory database (used to build variants)."""
-        return cls(apsw.Connection(":memory:"), timer=timer)
+        return cls(_memory_connection(), timer=timer)
 
     def serialize(self) -> bytes:
         """The database image, for cloning into another backend or process."""
@@ -280,9 +409,9 @@ class SQLiteBackend(Backend):
     def _configure(self) -> None:
         conn = self._conn
         conn.enable_load_extension(False)
-        for option in ("SQLITE_DBCONFIG_DEFENSIVE", "SQLITE_DBCONFIG_TRUSTED_SCHEMA"):
-            if hasattr(apsw, option):
-                conn.config(getattr(apsw, option), 1 if option.endswith("DEFENSIVE") else 0)
+        conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 1)
+        conn.config(apsw.SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0)
+        conn.config(apsw.SQLITE_DBCONFIG_ENABLE_TRIGGER, 0)
         conn.execute("PRAGMA temp_store = MEMORY")
         conn.execute("PRAGMA foreign_keys = OFF")
         for limit, value in DEFAULT_LIMITS.items():
@@ -311,19 +440,45 @@ class SQLiteBackend(Backend):
 
     # --- execution -------------------------------------------------------------------------
 
-    def execute(self, sql: str, budget: Budget | None = None, *, sandboxed: bool = True) -> ExecResult:
-        """Run one statement under ``budget`` and fetch its rows (see :class:`Backend`)."""
+    def execute(
+        self,
+        sql: str,
+        budget: Budget | None = None,
+        *,
+        sandboxed: bool = True,
+        double_quoted_strings: bool = True,
+    ) -> ExecResult:
+        """Run one statement under ``budget`` and fetch its rows (see :class:`Backend`).
+
+        Args:
+            sql: exactly one statement.
+            budget: work (in :meth:`work_of` units), time, row, heap and value-size limits.
+            sandboxed: apply the authorizer and function allowlist.
+            double_quoted_strings: let ``"text"`` that names no column be a string literal, as
+                SQLite does by default (a rewrite only gets it when the original needs it).
+        """
         budget = budget or Budget()
         state = {"calls": 0, "statements": 0}
         timer = self._timer
         start = timer()
         deadline = start + budget.max_seconds if budget.max_seconds else None
-        max_calls = None if budget.max_work is None else max(1, budget.max_work // PROGRESS_OPS)
+        conn = self._conn
+        functions, column_reads = self.loop_profile(sql)
+        conn.execute(_LOAD_SCHEMA).fetchall()  # load the schema now, so no statement pays for it
+        pages_at_start = self._pages()
+        max_work = budget.max_work
+        weight = self.page_work
+        step_weight = PROGRESS_OPS * (1 + self.function_work * functions + self.column_work * column_reads)
 
         def progress() -> bool:
-            state["calls"] += 1
-            if max_calls is not None and state["calls"] > max_calls:
-                return True
+            calls = state["calls"] = state["calls"] + 1
+            if max_work is not None:
+                work = calls * step_weight
+                if work > max_work:
+                    return True
+                # pages are read every 4th call (4000 VM ops): cheaper, and still a tight budget
+                if calls % 4 == 0 and work + weight * (self._pages() - pages_at_start) > max_work:
+                    return True
             return deadline is not None and timer() > deadline
 
         def one_statement(cur: apsw.Cursor, _sql: str, _bindings: object) -> bool:
@@ -337,20 +492,24 @@ class SQLiteBackend(Backend):
         self._sandbox.denied = None
         self._sandbox.tables_read = set()
         self._profile = None
-        self._conn.set_progress_handler(progress, PROGRESS_OPS)
+        conn.set_progress_handler(progress, PROGRESS_OPS)
+        conn.config(apsw.SQLITE_DBCONFIG_DQS_DML, 1 if double_quoted_strings else 0)
+        old_length = conn.limit(apsw.SQLITE_LIMIT_LENGTH, budget.max_value_bytes or -1)
         rows: list[tuple] = []
         columns: list[str] = []
-        status, error = ExecStatus.OK, ""
-        cursor = self._conn.cursor()
+        status, error, kind = ExecStatus.OK, "", ""
+        cursor = conn.cursor()
         cursor.exec_trace = one_statement
+        apsw.status(apsw.SQLITE_STATUS_MALLOC_SIZE, True)
         try:
-            cursor.execute(sql, can_cache=False)
-            cap = budget.max_rows
-            for row in cursor:
-                rows.append(row)
-                if cap is not None and len(rows) > cap:
-                    status, error = ExecStatus.ROW_CAP, f"more than {cap:,} rows"
-                    break
+            with _heap_cap(budget.max_heap_bytes):
+                cursor.execute(sql, can_cache=False)
+                cap = budget.max_rows
+                for row in cursor:
+                    rows.append(row)
+                    if cap is not None and len(rows) > cap:
+                        status, error = ExecStatus.ROW_CAP, f"more than {cap:,} rows"
+                        break
         except apsw.InterruptError:
             status, error = ExecStatus.TIMEOUT, "stopped at the budget"
         except apsw.ExecTraceAbort:
@@ -358,41 +517,126 @@ class SQLiteBackend(Backend):
         except apsw.AuthError as err:
             status, error = ExecStatus.DENIED, self._sandbox.denied or str(err)
         except apsw.TooBigError as err:
-            status, error = ExecStatus.DENIED, f"engine limit exceeded: {err}"
+            status, error, kind = ExecStatus.DENIED, f"engine limit exceeded: {_clean(err)}", "too_big"
+        except apsw.NoMemError:
+            status, error, kind = ExecStatus.RUNTIME_ERROR, "out of memory", "out_of_memory"
         except (apsw.SQLError, apsw.SchemaChangeError) as err:
             if self._sandbox.denied:
                 status, error = ExecStatus.DENIED, self._sandbox.denied
             else:
                 prepared = state["statements"] > 0
-                kind = ExecStatus.RUNTIME_ERROR if prepared else ExecStatus.PREPARE_ERROR
-                status, error = kind, _clean(err)
+                status = ExecStatus.RUNTIME_ERROR if prepared else ExecStatus.PREPARE_ERROR
+                error, kind = _clean(err), "engine_error"
         except apsw.Error as err:
             prepared = state["statements"] > 0
-            kind = ExecStatus.RUNTIME_ERROR if prepared else ExecStatus.PREPARE_ERROR
-            status, error = kind, _clean(err)
+            status = ExecStatus.RUNTIME_ERROR if prepared else ExecStatus.PREPARE_ERROR
+            error, kind = _clean(err), _error_kind(err)
         except (MemoryError, OverflowError, RecursionError) as err:
             status, error = ExecStatus.RUNTIME_ERROR, f"{type(err).__name__}: {err}"
+            kind = "out_of_memory" if isinstance(err, MemoryError) else "engine_error"
         finally:
             with contextlib.suppress(apsw.Error):
                 cursor.close(force=True)
-            self._conn.set_progress_handler(None)
+            conn.set_progress_handler(None)
+            conn.limit(apsw.SQLITE_LIMIT_LENGTH, old_length)
+            conn.config(apsw.SQLITE_DBCONFIG_DQS_DML, 1)
             tables_read = frozenset(self._sandbox.tables_read)
             self._sandbox.phase = "off"
         seconds = timer() - start
-        counters = dict((self._profile or {}).get("stmt_status") or {})
-        work = int(counters.get("SQLITE_STMTSTATUS_VM_STEP", 0))
+        counters = {
+            k.removeprefix("SQLITE_STMTSTATUS_").lower(): int(v)
+            for k, v in ((self._profile or {}).get("stmt_status") or {}).items()
+        }
+        counters["pages"] = self._pages() - pages_at_start
+        counters["values"] = len(rows) * len(columns)
+        counters["loop_function_ppm"] = int(functions * 1e6)
+        counters["loop_column_ppm"] = int(column_reads * 1e6)
+        counters["largest_alloc"] = int(apsw.status(apsw.SQLITE_STATUS_MALLOC_SIZE, False)[1])
+        steps = counters.get("vm_step", 0)
         if status is ExecStatus.TIMEOUT:
-            work = max(work, state["calls"] * PROGRESS_OPS)
+            counters["vm_step"] = steps = max(steps, state["calls"] * PROGRESS_OPS)
         return ExecResult(
             status=status,
             rows=rows,
             columns=columns,
-            work=work,
+            work=self.work_of(counters),
             seconds=seconds,
             error=error,
-            counters={k.removeprefix("SQLITE_STMTSTATUS_").lower(): int(v) for k, v in counters.items()},
+            error_kind=kind,
+            counters=counters,
             tables_read=tables_read,
         )
+
+    def work_of(self, counters: dict[str, int]) -> int:
+        """The deterministic work of one statement from its counters, in VM-step units.
+
+        One VM step can hide much more work than another, so more is charged than the steps:
+        the b-tree pages fetched (:attr:`page_work` each: index seeks and the row lookups of a
+        non-covering index), function calls and record-column reads (:attr:`function_work`,
+        :attr:`column_work` each, estimated as the steps times the share of those opcodes among
+        the opcodes of the program's loops; padding a program with cheap opcodes cannot dilute
+        the share, since they are steps too), and the values returned (:attr:`value_work` each).
+
+        >>> backend = SQLiteBackend.empty()
+        >>> backend.work_of({"vm_step": 1000, "pages": 10, "values": 0}) == int(1000 + 10 * backend.page_work)
+        True
+        """
+        steps = counters.get("vm_step", 0)
+        functions = counters.get("loop_function_ppm", 0) / 1e6
+        columns = counters.get("loop_column_ppm", 0) / 1e6
+        return int(
+            steps * (1 + self.function_work * functions + self.column_work * columns)
+            + self.page_work * counters.get("pages", 0)
+            + self.value_work * counters.get("values", 0)
+        )
+
+    def loop_profile(self, sql: str) -> tuple[float, float]:
+        """The shares of function calls and of column reads among the opcodes in ``sql``'s loops.
+
+        The program comes from ``EXPLAIN`` under the current indexes (cached per statement and
+        index set); a loop is the span of a backward jump.
+
+        >>> backend = SQLiteBackend.empty()
+        >>> _ = backend.connection.execute("CREATE TABLE t(a TEXT)")
+        >>> functions, _ = backend.loop_profile("SELECT a FROM t")
+        >>> functions == 0, backend.loop_profile("SELECT upper(a) FROM t")[0] > 0
+        (True, True)
+        """
+        key = (sql, self._index_key)
+        ppm = self._profiles.get(key)
+        if ppm is None:
+            ppm = _loop_profile_ppm(self._conn, sql)
+            self._profiles[key] = ppm
+            while len(self._profiles) > 512:
+                self._profiles.popitem(last=False)
+        return ppm[0] / 1e6, ppm[1] / 1e6
+
+    def size_bytes(self) -> int:
+        """The database's size (pages times page size)."""
+        pages = self._conn.execute("PRAGMA page_count").get
+        return int(pages) * int(self._conn.execute("PRAGMA page_size").get)
+
+    def _pages(self) -> int:
+        """B-tree pages fetched by this connection so far (cache hits plus misses)."""
+        conn = self._conn
+        return (
+            conn.status(apsw.SQLITE_DBSTATUS_CACHE_HIT)[0] + conn.status(apsw.SQLITE_DBSTATUS_CACHE_MISS)[0]
+        )
+
+    def needs_double_quoted_strings(self, sql: str) -> bool:
+        """Whether ``sql`` compiles only when ``"text"`` may be a string literal (legacy SQL).
+
+        Compiled with ``EXPLAIN``, so nothing runs.
+        """
+        conn = self._conn
+        conn.config(apsw.SQLITE_DBCONFIG_DQS_DML, 0)
+        try:
+            conn.execute("EXPLAIN " + sql, can_cache=False).close(force=True)
+        except apsw.Error:
+            return True
+        finally:
+            conn.config(apsw.SQLITE_DBCONFIG_DQS_DML, 1)
+        return False
 
     def explain(self, sql: str) -> str:
         """``EXPLAIN QUERY PLAN`` of ``sql`` as an indented tree (empty when it fails)."""
@@ -415,41 +659,52 @@ class SQLiteBackend(Backend):
     def scratch_indexes(self, indexes: Sequence[IndexSpec], budget: Budget | None = None) -> Iterator[None]:
         """Build ``indexes`` inside a savepoint that is rolled back on exit.
 
+        ``budget`` bounds the build's VM steps, wall time and heap.
+
         Raises:
             IndexBuildError: building an index failed or ran out of budget (rolled back first).
         """
         if not indexes:
             yield
             return
-        self._conn.execute("SAVEPOINT quill_scratch")
+        budget = budget or Budget()
+        conn = self._conn
+        tables_before, index_key_before = self._tables, self._index_key
+        statements = [spec.to_sql(f"quill_scratch_{i}", self.dialect) for i, spec in enumerate(indexes)]
+        conn.execute("SAVEPOINT quill_scratch")
         try:
             self._sandbox.phase = "index"
             self._sandbox.denied = None
-            if budget and budget.max_work:
-                limit = max(1, budget.max_work // PROGRESS_OPS)
-                calls = [0]
+            limit = max(1, budget.max_work // PROGRESS_OPS) if budget.max_work else None
+            deadline = self._timer() + budget.max_seconds if budget.max_seconds else None
+            calls = [0]
 
-                def progress() -> bool:
-                    calls[0] += 1
-                    return calls[0] > limit
+            def progress() -> bool:
+                calls[0] += 1
+                if limit is not None and calls[0] > limit:
+                    return True
+                return deadline is not None and self._timer() > deadline
 
-                self._conn.set_progress_handler(progress, PROGRESS_OPS)
+            conn.set_progress_handler(progress, PROGRESS_OPS)
             try:
-                for i, spec in enumerate(indexes):
-                    self._conn.execute(spec.to_sql(f"quill_scratch_{i}", self.dialect))
+                with _heap_cap(budget.max_heap_bytes):
+                    for stmt in statements:
+                        conn.execute(stmt)
             except apsw.InterruptError:
                 raise IndexBuildError("building the indexes exceeded the budget") from None
+            except (apsw.NoMemError, apsw.FullError):
+                raise IndexBuildError("building the indexes ran out of memory") from None
             except apsw.Error as err:
                 raise IndexBuildError(_clean(err)) from None
             finally:
-                self._conn.set_progress_handler(None)
+                conn.set_progress_handler(None)
                 self._sandbox.phase = "off"
             self._tables = None
+            self._index_key = (*index_key_before, *statements)
             yield
         finally:
-            self._conn.execute("ROLLBACK TO quill_scratch")
-            self._conn.execute("RELEASE quill_scratch")
-            self._tables = None
+            rollback_savepoint(conn, "quill_scratch")
+            self._tables, self._index_key = tables_before, index_key_before
 
     # --- schema ----------------------------------------------------------------------------
 
@@ -505,12 +760,99 @@ class SQLiteBackend(Backend):
         return out
 
     def close(self) -> None:
-        """Close the in-memory copy."""
+        """Close the private copy (and delete it when it is a disk snapshot)."""
+        finalizer = getattr(self, "_finalizer", None)
+        if finalizer is not None:
+            finalizer()
         with contextlib.suppress(apsw.Error):
             self._conn.close()
 
+    def clone(self) -> SQLiteBackend:
+        """Another private copy of this database (in memory, or a new disk snapshot)."""
+        if self._snapshot_path is not None:
+            return SQLiteBackend._snapshot(Path(self._snapshot_path), self._timer)._relabel(self._label)
+        return SQLiteBackend.from_bytes(self.serialize(), label=self._label, timer=self._timer)
+
+    def _relabel(self, label: str) -> SQLiteBackend:
+        self._label = label
+        return self
+
     def __repr__(self) -> str:
         return self._label
+
+
+SAVEPOINTS = frozenset({"quill_scratch", "quill_twin", "quill_twin_check"})
+"""The harness's savepoint names (fixed identifiers, never text from an action)."""
+
+
+def rollback_savepoint(conn: apsw.Connection, name: str) -> None:
+    """Roll back and release savepoint ``name``, unless the engine already rolled it back.
+
+    SQLite ends the whole transaction on some errors (``SQLITE_FULL``, out of memory); then the
+    savepoint is gone and rolling back to it would raise "no such savepoint".
+    """
+    if name not in SAVEPOINTS:
+        raise ValueError(f"not a harness savepoint: {name!r}")
+    if not conn.in_transaction:
+        return
+    try:
+        conn.execute("ROLLBACK TO " + name)
+        conn.execute("RELEASE " + name)
+    except apsw.SQLError:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+
+@contextlib.contextmanager
+def _heap_cap(max_bytes: int | None) -> Iterator[None]:
+    """Cap SQLite's heap at its current use plus ``max_bytes`` while the block runs.
+
+    SQLite's hard heap limit is process-wide; the lock keeps two capped statements of one
+    process from restoring each other's limit out of order.
+    """
+    if not max_bytes:
+        yield
+        return
+    with _HEAP_LOCK:
+        previous = apsw.hard_heap_limit(apsw.memory_used() + max_bytes)
+        try:
+            yield
+        finally:
+            apsw.hard_heap_limit(previous)
+
+
+_LOAD_SCHEMA = "SELECT 1 FROM sqlite_schema LIMIT 0"
+"""Compiling any statement that names a table loads a schema invalidated by a rolled-back index."""
+
+_LOOP_ENDS = frozenset({"Next", "Prev", "SorterNext", "VNext", "Goto"})
+_FUNCTIONS = frozenset({"Function", "PureFunc"})
+
+
+def _loop_profile_ppm(conn: apsw.Connection, sql: str) -> tuple[int, int]:
+    """Function-call and column-read opcodes per million opcodes inside the loops of ``sql``."""
+    try:
+        program = [(r[0], r[1], r[3]) for r in conn.execute("EXPLAIN " + sql, can_cache=False)]
+    except apsw.Error:
+        return 0, 0
+    in_loop = [False] * len(program)
+    for addr, opcode, target in program:
+        if opcode in _LOOP_ENDS and isinstance(target, int) and 0 < target < addr:
+            for i in range(target, min(addr, len(program) - 1) + 1):
+                in_loop[i] = True
+    body = [op for (_, op, _), inside in zip(program, in_loop) if inside]
+    if not body:
+        return 0, 0
+    functions = sum(op in _FUNCTIONS for op in body)
+    columns = sum(op == "Column" for op in body)
+    return int(1e6 * functions / len(body)), int(1e6 * columns / len(body))
+
+
+def _error_kind(err: apsw.Error) -> str:
+    if isinstance(err, (apsw.NoMemError, apsw.FullError)):
+        return "out_of_memory"
+    if isinstance(err, apsw.ConstraintError):
+        return "constraint"
+    return "engine_error"
 
 
 def _deny_writes(code: int, *_: object) -> int:
