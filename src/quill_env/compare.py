@@ -30,12 +30,40 @@ class OrderPolicy(str, Enum):
     """Require exactly the original's row sequence."""
 
 
+class Mismatch(str, Enum):
+    """What kind of difference a comparison found (data-free: safe to show an agent)."""
+
+    COLUMNS = "columns"
+    """The column counts differ."""
+    ROW_COUNT = "row_count"
+    """The row counts differ."""
+    VALUES = "values"
+    """Same number of rows, different rows."""
+    ORDER = "order"
+    """The same rows in an order the original's ORDER BY does not allow."""
+
+    @property
+    def description(self) -> str:
+        """A short phrase for messages."""
+        return {
+            "columns": "the column count differs",
+            "row_count": "the row count differs",
+            "values": "the rows' values differ",
+            "order": "the row order differs",
+        }[self.value]
+
+
 @dataclass(frozen=True)
 class Comparison:
-    """The outcome of comparing a candidate's rows with the original's."""
+    """The outcome of comparing a candidate's rows with the original's.
+
+    ``kind`` says what differs without any value; ``reason`` shows an example with the values,
+    for people comparing their own results (never for an agent: it carries data).
+    """
 
     equal: bool
     reason: str = ""
+    kind: Mismatch | None = None
 
     def __bool__(self) -> bool:
         return self.equal
@@ -174,21 +202,33 @@ def compare_rows(
         and n_expected_columns != n_actual_columns
     ):
         return Comparison(
-            False, f"column count differs: expected {n_expected_columns}, got {n_actual_columns}"
+            False,
+            f"column count differs: expected {n_expected_columns}, got {n_actual_columns}",
+            Mismatch.COLUMNS,
         )
     if len(expected) != len(actual):
-        return Comparison(False, f"row count differs: expected {len(expected)}, got {len(actual)}")
+        return Comparison(
+            False, f"row count differs: expected {len(expected)}, got {len(actual)}", Mismatch.ROW_COUNT
+        )
     if expected and len(expected[0]) != len(actual[0]):
-        return Comparison(False, f"column count differs: expected {len(expected[0])}, got {len(actual[0])}")
+        return Comparison(
+            False,
+            f"column count differs: expected {len(expected[0])}, got {len(actual[0])}",
+            Mismatch.COLUMNS,
+        )
     diff = _multiset_diff(expected, actual, rel_tol)
     if diff is not None:
-        return Comparison(False, f"rows differ: expected {_fmt(diff[0])}, got {_fmt(diff[1])}")
+        return Comparison(
+            False, f"rows differ: expected {_fmt(diff[0])}, got {_fmt(diff[1])}", Mismatch.VALUES
+        )
     if order is OrderPolicy.IGNORE or len(expected) < 2:
         return Comparison(True)
     if order is OrderPolicy.STRICT or segments is None:
         for i, (e, a) in enumerate(zip(expected, actual)):
             if not _rows_equal(e, a, rel_tol):
-                return Comparison(False, f"row order differs at row {i}: expected {_fmt(e)}, got {_fmt(a)}")
+                return Comparison(
+                    False, f"row order differs at row {i}: expected {_fmt(e)}, got {_fmt(a)}", Mismatch.ORDER
+                )
         return Comparison(True)
     for start, end in segments:
         if end - start == 1:
@@ -197,9 +237,10 @@ def compare_rows(
                     False,
                     f"row order differs at row {start}: expected {_fmt(expected[start])}, "
                     f"got {_fmt(actual[start])}",
+                    Mismatch.ORDER,
                 )
         elif _multiset_diff(expected[start:end], actual[start:end], rel_tol) is not None:
-            return Comparison(False, f"row order differs within rows {start}..{end - 1}")
+            return Comparison(False, f"row order differs within rows {start}..{end - 1}", Mismatch.ORDER)
     return Comparison(True)
 
 

@@ -218,6 +218,10 @@ def _check_tables(query: exp.Expression, schema: SchemaView, allow_values: bool)
         raise PolicyViolation(Verdict.REJECTED, "hard-coded rows (VALUES) are not allowed")
 
 
+_NOT_STATEMENTS = (exp.Condition, exp.Alias, exp.Identifier, exp.Tuple, exp.Paren)
+"""What sqlglot makes of words that are no statement (``garbage sql`` parses as an alias)."""
+
+
 def _statement_kind(stmt: exp.Expression) -> str:
     if isinstance(stmt, exp.Create):
         return f"CREATE {stmt.args.get('kind') or ''}".strip()
@@ -291,6 +295,12 @@ def parse_action(
         )
     if "\x00" in text:
         raise PolicyViolation(Verdict.REJECTED, "action contains a NUL byte")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise PolicyViolation(
+            Verdict.REJECTED, f"action is not valid Unicode text (a lone surrogate at position {err.start})"
+        ) from None
     sql = extract_sql(text)
     if not sql:
         raise PolicyViolation(Verdict.SYNTAX_ERROR, "no SQL found in the action")
@@ -303,6 +313,10 @@ def parse_action(
         raise PolicyViolation(Verdict.REJECTED, "SQL is nested too deeply") from None
     if not statements:
         raise PolicyViolation(Verdict.SYNTAX_ERROR, "no SQL statement found in the action")
+    for stmt, stmt_text in zip(statements, texts):
+        if isinstance(stmt, _NOT_STATEMENTS):
+            shown = stmt_text if len(stmt_text) <= 60 else stmt_text[:57] + "..."
+            raise PolicyViolation(Verdict.SYNTAX_ERROR, f"cannot parse SQL: {shown!r} is not a SQL statement")
     *prefix, last = statements
     if not isinstance(last, exp.Query):
         raise PolicyViolation(

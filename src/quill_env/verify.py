@@ -2,8 +2,8 @@
 
 The comparison itself lives in :mod:`quill_env.compare`; this module decides *what* to compare:
 whether and how the original orders its rows (tie segments), which columns the application
-reads (``output_columns``), and which rewrites are refused outright because they game the
-reward (a hard-coded answer, a new or moved LIMIT, a dropped ORDER BY).
+reads (``output_columns``), which rewrites are refused outright because they game the reward
+(a hard-coded answer, a new or moved LIMIT), and when a dropped ORDER BY cannot matter.
 """
 
 from __future__ import annotations
@@ -91,10 +91,10 @@ def order_keys(plan: OrderPlan, rows: Sequence[tuple], width: int) -> list[tuple
 
 
 def project(rows: Sequence[tuple], columns: Sequence[str], wanted: Sequence[str]) -> list[tuple]:
-    """Project rows onto the ``wanted`` columns, matched by name (case-insensitive).
+    """Project rows onto the ``wanted`` columns, matched by name (case-insensitive, first match).
 
     Raises:
-        KeyError: a wanted column is not among ``columns``.
+        ValueError: a wanted column is not among ``columns``.
 
     >>> project([(1, "a", 2.0)], ["id", "name", "score"], ["score", "ID"])
     [(2.0, 1)]
@@ -129,7 +129,12 @@ def _row_limiting(tree: exp.Expression) -> list[str]:
 
 
 def _hard_coded(tree: exp.Expression) -> bool:
-    """A top-level SELECT (or set-operation branch) with no FROM: rows written by hand."""
+    """A top-level SELECT (or set-operation branch) with no FROM and no subquery: rows written by hand.
+
+    >>> import sqlglot
+    >>> [_hard_coded(sqlglot.parse_one(q)) for q in ("SELECT 1", "SELECT (SELECT COUNT(*) FROM t)")]
+    [True, False]
+    """
     branches = [tree]
     while branches:
         node = branches.pop()
@@ -137,7 +142,11 @@ def _hard_coded(tree: exp.Expression) -> bool:
             branches += [node.this, node.expression]
         elif isinstance(node, exp.Subquery):
             branches.append(node.this)
-        elif isinstance(node, exp.Select) and node.args.get("from") is None:
+        elif (
+            isinstance(node, exp.Select)
+            and node.args.get("from_") is None
+            and not any(s.find(exp.Query) for s in node.expressions)
+        ):
             return True
     return False
 
@@ -145,9 +154,10 @@ def _hard_coded(tree: exp.Expression) -> bool:
 def anti_hacking(original: exp.Query, candidate: exp.Query) -> None:
     """Refuse rewrites that game the reward (DESIGN §3).
 
+    A dropped ORDER BY is judged by rows instead (see :func:`order_is_fixed`).
+
     Raises:
-        PolicyViolation: ``rejected`` for a hard-coded answer or a new or moved LIMIT;
-            ``wrong_result`` for a dropped ORDER BY.
+        PolicyViolation: ``rejected`` for a hard-coded answer or a new or moved LIMIT.
     """
     if _hard_coded(candidate) and not _hard_coded(original):
         raise PolicyViolation(Verdict.REJECTED, "the rewrite returns hard-coded rows (a SELECT without FROM)")
@@ -161,7 +171,17 @@ def anti_hacking(original: exp.Query, candidate: exp.Query) -> None:
             extra.remove(item)
     if extra:
         raise PolicyViolation(Verdict.REJECTED, f"the rewrite adds or moves a LIMIT ({extra[0]})")
-    if top_order(original) is not None and top_order(candidate) is None:
-        raise PolicyViolation(
-            Verdict.WRONG_RESULT, "the original orders its rows; the rewrite dropped the ORDER BY"
-        )
+
+
+def order_is_fixed(record_rows: int, segments: Sequence[tuple[int, int]] | None) -> bool:
+    """Whether the original's ORDER BY leaves nothing to order on one database.
+
+    True when at most one row is returned or every row ties on the ORDER BY keys (a constant
+    key, or a key fixed by ``WHERE col = 10``); then a rewrite may drop the ORDER BY there.
+
+    >>> order_is_fixed(1, None), order_is_fixed(3, [(0, 3)]), order_is_fixed(3, [(0, 1), (1, 3)])
+    (True, True, False)
+    """
+    if record_rows <= 1:
+        return True
+    return segments is not None and len(segments) == 1
