@@ -12,7 +12,9 @@ Every ``tests/fixtures/verifier/*.sql`` file holds one (original, candidate) pai
 
 The main database below is built so that every mismatch pair *agrees* on it (no NULLs in the
 nullable columns, unique names, every customer has a paid order, no value equal to a literal of
-a query, no ties), so a ``wrong_result`` with variants proves the variants caught the trap.
+a query, no ties, no group of four orders, one membership per customer although nothing makes
+``memberships.customer_id`` a key), so a ``wrong_result`` with variants proves the variants
+caught the trap.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ def load_pairs(directory: Path = FIXTURES) -> list[Pair]:
 PAIRS = load_pairs()
 
 CITIES = ["Paris", "Lyon", "Nice", "Oslo"]
+TIERS = ["gold", "silver", "bronze"]
 NAMES = ["Ada", "Bob", "Cyd", "Dan", "Eve", "Fay", "Gus", "Hal", "Ivy", "Jon", "Kim", "Lea"]
 
 
@@ -108,6 +111,14 @@ def main_db(tmp_path_factory: pytest.TempPathFactory) -> str:
             [(i + 1, NAMES[i], CITIES[i % 4], (i + 1) % 3 + 1) for i in range(12)],
         )
         conn.executemany("INSERT INTO orders VALUES (?, ?, ?, ?, ?)", _orders())
+        conn.execute(
+            "CREATE TABLE memberships (customer_id INTEGER NOT NULL REFERENCES customers(id), "
+            "tier TEXT NOT NULL, points INTEGER NOT NULL)"
+        )
+        conn.executemany(
+            "INSERT INTO memberships VALUES (?, ?, ?)",
+            [(i + 1, TIERS[i % 3], 100 + 37 * i) for i in range(12)],
+        )
     conn.close()
     return str(path)
 
@@ -122,7 +133,7 @@ def test_fixture_inventory() -> None:
 @pytest.mark.parametrize("pair", PAIRS, ids=lambda p: p.name)
 def test_main_database_alone(main_db: str, pair: Pair) -> None:
     """Without variants, the pair agrees (so a mismatch is the variants' catch)."""
-    result = quill_env.evaluate(main_db, pair.original, pair.candidate, num_variants=0)
+    result = quill_env.evaluate(main_db, pair.original, pair.candidate, num_variants=0, num_twins=0)
     if pair.main == "equivalent":
         assert result.correct is True, (pair.why, result.verdict, result.error)
     else:
