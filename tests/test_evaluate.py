@@ -39,7 +39,7 @@ def test_correct_rewrite_is_improved(small_db):
 def test_count_without_coalesce_is_wrong(small_db):
     result = evaluate(small_db, SLOW, WRONG)
     assert result.verdict is Verdict.WRONG_RESULT and result.reward == -1.0
-    assert "rows differ" in result.error
+    assert "values differ" in result.error
 
 
 def test_markdown_fenced_completion_is_accepted(small_db):
@@ -68,7 +68,7 @@ def test_output_columns(small_db):
         "SELECT id FROM orders WHERE coupon_code = 'SAVE-amber'",
         output_columns=["id", "total"],
     )
-    assert wrong_cols.verdict is Verdict.WRONG_RESULT and "reads exactly" in wrong_cols.error
+    assert wrong_cols.verdict is Verdict.WRONG_RESULT and "does not return ['total']" in wrong_cols.error
 
 
 def test_dropped_order_by_is_wrong(small_db):
@@ -139,3 +139,15 @@ def test_baseline_is_cached_on_disk(small_db, monkeypatch):
     monkeypatch.setattr(TaskRunner, "_run_original", boom)
     again = TaskRunner.for_database(small_db, SLOW + " ORDER BY u.id").baseline
     assert again == first
+
+
+def test_a_file_that_is_not_sqlite_says_so(tmp_path):
+    path = tmp_path / "notes.db"
+    path.write_text("these are my notes, not a database")
+    with pytest.raises(DatabaseError, match="not a SQLite database"):
+        evaluate(str(path), "SELECT 1", "SELECT 1")
+
+
+def test_words_that_are_no_sql_are_a_syntax_error(small_db):
+    result = evaluate(small_db, "SELECT id FROM orders WHERE user_id = 3", "garbage sql")
+    assert result.verdict is Verdict.SYNTAX_ERROR and "not a SQL statement" in result.error

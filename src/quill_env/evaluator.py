@@ -8,12 +8,12 @@ baseline -> measurement -> reward. :func:`evaluate` is the one-call public API.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import hashlib
 import os
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,18 +24,23 @@ from sqlglot import exp
 
 from quill_env import cache as baseline_cache
 from quill_env._version import DATA_FORMAT, __version__
-from quill_env.backends import open_backend
 from quill_env.backends.base import Backend, Budget, ExecResult, ExecStatus, Timer
 from quill_env.backends.sqlite import SQLiteBackend
 from quill_env.compare import OrderPolicy, compare_rows, tie_segments
-from quill_env.errors import BaselineError, ConfigError, DatabaseError, IndexBuildError, UnknownNameError
+from quill_env.errors import BaselineError, ConfigError, IndexBuildError, UnknownNameError
 from quill_env.fingerprint import canonical_sql
+from quill_env.lineage import lineage_rowids
 from quill_env.measure import CostMode, WallOptions, calibrated, interleaved, work_ratio
 from quill_env.policy import Action, PolicyViolation, SchemaView, parse_action
+from quill_env.provenance import FAILED, LiteralGuard, LiteralPolicy
 from quill_env.reward import RewardConfig, Verdict, compute_reward
+from quill_env.runners import file_key, runner_cache, shared_backend, variants_for
 from quill_env.tasks import Suite, Task
+from quill_env.twins import Twin, build_twin
+from quill_env.twins import applied as twin_applied
+from quill_env.unmetered import check_unmetered
 from quill_env.variants import Variant, VariantBuilder
-from quill_env.verify import anti_hacking, order_keys, order_plan, project
+from quill_env.verify import anti_hacking, order_is_fixed, order_keys, order_plan, project, top_order
 
 
 @dataclass(frozen=True)
@@ -46,27 +51,42 @@ class EvalOptions:
         cost: ``work`` (deterministic, default) or ``wall``.
         reward: the reward configuration.
         budget_factor: a candidate is stopped at this multiple of the baseline's cost.
-        num_variants: variant databases checked besides the main one (0 disables them).
+        num_variants: small variant databases checked besides the main one (0 disables them;
+            ``None``: all of :attr:`VariantBuilder.MUTATIONS`).
+        num_twins: full-size perturbed twins of the main database checked after it (see
+            :mod:`quill_env.twins`: the first moves the answer's rows to other keys and changes
+            their values, the second takes the answer away; 0 disables them).
+        literals: which constants a rewrite may contain (:class:`LiteralPolicy`).
         variant_rows: rows sampled per table for each variant.
         variant_work_floor: the smallest work budget on a variant (they are tiny).
         index_work: the work budget for building an action's indexes.
         max_rows: the most rows the baseline may return.
-        max_seconds: wall-clock safety net for any one execution.
+        max_seconds: the wall-clock deadline of each phase of an evaluation (the small variants;
+            building the action's indexes on the full-size database; running on it and on its
+            twins), so an evaluation returns within three times it; it is raised to 6 times the
+            original's own time on every database when that is longer, so a slow task's
+            candidates can still finish. In ``work`` mode it is a safety net only: a candidate
+            that reaches it gets ``timeout`` whatever its work.
+        max_heap_mb: the engine heap one execution of the action may add (exhausting it is
+            ``runtime_error``).
         wall: options of the ``wall`` mode.
         order: how strictly row order is compared when the original has an ORDER BY.
         rel_tol: relative float tolerance of the comparison.
-        seed: seed of the variant databases.
+        seed: seed of the variant databases and twins.
     """
 
     cost: CostMode = CostMode.WORK
     reward: RewardConfig = field(default_factory=RewardConfig)
     budget_factor: float = 2.0
-    num_variants: int = 8
+    num_variants: int | None = None
+    num_twins: int = 2
+    literals: LiteralPolicy = LiteralPolicy.DERIVED
     variant_rows: int = 40
     variant_work_floor: int = 200_000
     index_work: int = 200_000_000
     max_rows: int = 1_000_000
-    max_seconds: float = 60.0
+    max_seconds: float = 10.0
+    max_heap_mb: int = 512
     wall: WallOptions = field(default_factory=WallOptions)
     order: OrderPolicy = OrderPolicy.TIES
     rel_tol: float = 1e-9
@@ -75,12 +95,17 @@ class EvalOptions:
     def __post_init__(self) -> None:
         object.__setattr__(self, "cost", _coerce(CostMode, self.cost, "cost mode"))
         object.__setattr__(self, "order", _coerce(OrderPolicy, self.order, "order policy"))
+        object.__setattr__(self, "literals", _coerce(LiteralPolicy, self.literals, "literal policy"))
+        if self.num_variants is None:
+            object.__setattr__(self, "num_variants", len(VariantBuilder.MUTATIONS))
         if self.budget_factor < 1.0:
             raise ConfigError("budget_factor must be >= 1.0 (a multiple of the baseline's cost)")
         if self.num_variants < 0 or self.num_variants > len(VariantBuilder.MUTATIONS):
             raise ConfigError(f"num_variants must lie in [0, {len(VariantBuilder.MUTATIONS)}]")
-        if self.variant_rows < 1 or self.max_rows < 1 or self.max_seconds <= 0:
-            raise ConfigError("variant_rows, max_rows and max_seconds must be positive")
+        if not 0 <= self.num_twins <= 4:
+            raise ConfigError("num_twins must lie in [0, 4]")
+        if self.variant_rows < 1 or self.max_rows < 1 or self.max_seconds <= 0 or self.max_heap_mb < 1:
+            raise ConfigError("variant_rows, max_rows, max_seconds and max_heap_mb must be positive")
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> EvalOptions:
@@ -160,14 +185,46 @@ class RunRecord:
     work: int
     seconds: float
     segments: list[tuple[int, int]] | None
+    counters: dict[str, int] = field(default_factory=dict)
+    """The engine's counters of the run (see :attr:`ExecResult.counters`)."""
 
 
 @dataclass
 class Baseline:
-    """The original query's results and costs on the main database and every variant."""
+    """The original query's results and costs on the main database, every variant and twin."""
 
     main: RunRecord
     variants: list[RunRecord]
+    twins: list[RunRecord] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        """The original's own time on every database together."""
+        return self.main.seconds + sum(r.seconds for r in (*self.variants, *self.twins))
+
+
+@dataclass
+class _Check:
+    """A candidate's run on one database that matched the original (or the failure)."""
+
+    failure: EvalResult | None
+    run: ExecResult | None = None
+
+
+BASELINE_FORMAT = "3"
+"""Version of the baseline cache entries (bump when what a baseline holds changes)."""
+
+DEADLINE_FACTOR = 6.0
+"""An evaluation's deadline is at least this multiple of the original's own time on every database."""
+
+LINEAGE_ROWS = 300
+"""The most answer rows per scope whose source rows a twin perturbs."""
+
+LINEAGE_WORK = 50_000_000
+"""The work budget of the query that finds the rows behind the original's answer (for twins)."""
+
+MIN_VALUE_BYTES = 1 << 20
+"""The value-size limit of a candidate's execution is at least this (and 4x the original's need)."""
 
 
 class TaskRunner:
@@ -181,6 +238,8 @@ class TaskRunner:
         timer: the clock (inject a fake one in tests).
         data_key: identity of the data (databases and variants); when given, the baseline is
             also cached on disk under that key.
+        owns_backend: close ``backend`` with the runner (``False`` for the process's shared copy
+            of a file, see :func:`quill_env.runners.shared_backend`).
     """
 
     def __init__(
@@ -191,8 +250,10 @@ class TaskRunner:
         options: EvalOptions | None = None,
         timer: Timer = time.perf_counter,
         data_key: str | None = None,
+        owns_backend: bool = True,
     ) -> None:
         self.task = task
+        self._owns_backend = owns_backend
         self.data_key = data_key
         self.backend = backend
         self.options = options or EvalOptions()
@@ -203,6 +264,9 @@ class TaskRunner:
         self.schema_view = SchemaView({k: [c.name.lower() for c in t.columns] for k, t in tables.items()})
         self._schema_map = {t.name: {c.name: c.type or "TEXT" for c in t.columns} for t in tables.values()}
         self._base_tables = {k for k, t in tables.items()}
+        self._column_names = {c.lower() for cols in self.schema_view.tables.values() for c in cols}
+        if not _encodable(task.query):
+            raise BaselineError(f"task {task.id}: the original query is not valid Unicode text")
         try:
             self.query = sqlglot.parse_one(task.query, read=backend.dialect)
         except (sqlglot.errors.ParseError, sqlglot.errors.TokenError) as err:
@@ -213,7 +277,8 @@ class TaskRunner:
             )
         self._plan = order_plan(self.query, backend.dialect)
         self._size = _ast_size(self.query)
-        self._normalized = self.query.sql(backend.dialect, normalize=True)
+        self._normalized = _plain_sql(self.query, backend.dialect)
+        self._legacy_strings = backend.needs_double_quoted_strings(task.query)
 
     # --- construction ----------------------------------------------------------------------
 
@@ -223,11 +288,10 @@ class TaskRunner:
     ) -> TaskRunner:
         """A runner for a suite task at ``scale``; variants come from the suite's generator."""
         options = options or EvalOptions()
-        backend = _shared_backend(str(suite.database(scale)))
-        source_path = str(suite.database("variant"))
-        images = _variants_for(source_path, task.query, options)
+        backend = shared_backend(str(suite.database(scale)))
+        images = _variants(str(suite.database("variant")), task.query, options)
         data_key = f"suite:{suite.name}:{suite.data_hash}:{scale or suite.default_scale}"
-        return cls(task, backend, images, options, data_key=data_key)
+        return cls(task, backend, images, options, data_key=data_key, owns_backend=False)
 
     @classmethod
     def for_database(
@@ -240,16 +304,18 @@ class TaskRunner:
     ) -> TaskRunner:
         """A runner for a user's own database; variants are derived from that database."""
         options = options or EvalOptions()
+        if not _encodable(query):
+            raise BaselineError("the original query is not valid Unicode text (a lone surrogate?)")
         path = str(Path(_strip_url(database)).resolve())
-        backend = _shared_backend(path)
-        images = _variants_for(path, query, options)
+        backend = shared_backend(path)
+        images = _variants(path, query, options)
         digest = hashlib.sha1(query.encode()).hexdigest()[:10]
         task = Task(
             id=task_id or f"user/{Path(path).stem}-{digest}",
             query=query,
             output_columns=tuple(output_columns) if output_columns else None,
         )
-        return cls(task, backend, images, options, data_key=_file_key(path))
+        return cls(task, backend, images, options, data_key=file_key(path), owns_backend=False)
 
     # --- baseline --------------------------------------------------------------------------
 
@@ -259,6 +325,23 @@ class TaskRunner:
         if self._variants is None:
             self._variants = [SQLiteBackend.from_bytes(v.image, label=v.name) for v in self._variant_images]
         return self._variants
+
+    @functools.cached_property
+    def twins(self) -> list[Twin]:
+        """The full-size twins of the main database (built on first use, deterministic)."""
+        n = self.options.num_twins
+        if n == 0:
+            return []
+        main = self.backend
+        lineage = lineage_rowids(
+            main.connection,
+            self.task.query,
+            main.tables(),
+            dialect=main.dialect,
+            limit=LINEAGE_ROWS,
+            max_work=LINEAGE_WORK,
+        )
+        return [build_twin(main, lineage, seed=self.options.seed, index=i) for i in range(n)]
 
     @functools.cached_property
     def baseline(self) -> Baseline:
@@ -271,29 +354,41 @@ class TaskRunner:
         entry = baseline_cache.load(key) if key else None
         if entry is not None:
             return Baseline(
-                _record_from_json(entry["main"]), [_record_from_json(v) for v in entry["variants"]]
+                _record_from_json(entry["main"]),
+                [_record_from_json(v) for v in entry["variants"]],
+                [_record_from_json(v) for v in entry["twins"]],
             )
         main = self._run_original(self.backend, "main database")
         variants = [self._run_original(b, f"variant {b!r}") for b in self.variant_backends]
-        if key and len(main.rows) + sum(len(v.rows) for v in variants) <= baseline_cache.MAX_CACHED_ROWS:
-            entry = {"main": _record_to_json(main), "variants": [_record_to_json(v) for v in variants]}
+        twins = []
+        for twin in self.twins:
+            with twin_applied(self.backend, twin):
+                twins.append(self._run_original(self.backend, twin.name))
+        records = [main, *variants, *twins]
+        if key and sum(len(r.rows) for r in records) <= baseline_cache.MAX_CACHED_ROWS:
+            entry = {
+                "main": _record_to_json(main),
+                "variants": [_record_to_json(v) for v in variants],
+                "twins": [_record_to_json(v) for v in twins],
+            }
             baseline_cache.save(key, entry)
-        return Baseline(main, variants)
+        return Baseline(main, variants, twins)
 
     def _cache_key(self) -> str | None:
         if self.data_key is None:
             return None
         opts = self.options
         return baseline_cache.cache_key(
-            __version__, DATA_FORMAT, self.backend.engine_version(), self.data_key, self.task.query,
-            self.task.output_columns, opts.num_variants, opts.variant_rows, opts.seed, opts.max_rows,
+            __version__, DATA_FORMAT, BASELINE_FORMAT, self.backend.engine_version(), self.data_key,
+            self.task.query, self.task.output_columns, opts.num_variants, opts.variant_rows,
+            opts.num_twins, opts.seed, opts.max_rows, _cost_signature(self.backend),
+            [twin.digest for twin in self.twins],
         )  # fmt: skip
 
     def _run_original(self, backend: Backend, where: str) -> RunRecord:
         opts = self.options
-        result = backend.execute(
-            self.task.query, Budget(max_seconds=opts.max_seconds * 5, max_rows=opts.max_rows)
-        )
+        budget = Budget(max_seconds=max(opts.max_seconds, 60.0) * 5, max_rows=opts.max_rows)
+        result = backend.execute(self.task.query, budget)
         if not result.ok:
             raise BaselineError(
                 f"task {self.task.id}: the original query fails on the {where}: "
@@ -304,9 +399,7 @@ class TaskRunner:
         plan = self._plan
         if plan.ordered and not plan.strict:
             if plan.augmented_sql is not None:
-                aug = backend.execute(
-                    plan.augmented_sql, Budget(max_seconds=opts.max_seconds * 5, max_rows=opts.max_rows)
-                )
+                aug = backend.execute(plan.augmented_sql, budget)
                 if aug.ok and len(aug.rows) == len(rows):
                     width = len(columns)
                     rows = [r[:width] for r in aug.rows]
@@ -322,7 +415,7 @@ class TaskRunner:
                     f"among the original's columns {columns}"
                 ) from None
             columns = list(self.task.output_columns)
-        return RunRecord(rows, columns, result.work, result.seconds, segments)
+        return RunRecord(rows, columns, result.work, result.seconds, segments, dict(result.counters))
 
     # --- observation -----------------------------------------------------------------------
 
@@ -366,57 +459,275 @@ class TaskRunner:
         )
 
     def _evaluate(self, action: object) -> EvalResult:
+        """Police the action, verify it on every database, measure it and reward it."""
         base = self.baseline
-        cfg = self.options
         try:
-            act = parse_action(
-                action,
-                self.schema_view,
-                max_indexes=cfg.reward.max_indexes,
-                dialect=self.backend.dialect,
-                allow_values=self.query.find(exp.Values) is not None,
-            )
-            if not act.indexes and act.query.sql(self.backend.dialect, normalize=True) == self._normalized:
-                return self._finish(
-                    Verdict.UNCHANGED, baseline_cost=base.main.work, candidate_cost=base.main.work
-                )
-            anti_hacking(self.query, act.query)
+            act = self._police(action)
         except PolicyViolation as violation:
-            return self._finish(violation.verdict, violation.message, n_indexes=0)
-        n_idx = len(act.indexes)
+            return self._finish(violation.verdict, violation.message)
+        if act is None:
+            return self._finish(
+                Verdict.UNCHANGED, baseline_cost=base.main.work, candidate_cost=base.main.work
+            )
+        limit = self._deadline_seconds(base)
+        deadline = self._timer() + limit
         outcomes: list[VariantOutcome] = []
+        common: dict[str, Any] = {"variants": outcomes, "n_indexes": len(act.indexes)}
         for backend, record in zip(self.variant_backends, base.variants):
-            budget = Budget(
-                max_work=max(int(cfg.budget_factor * record.work), cfg.variant_work_floor),
-                max_seconds=cfg.max_seconds,
-                max_rows=len(record.rows) + 1,
+            check = self._run_checked(
+                backend, act, record, self._variant_budget(record), repr(backend), deadline
             )
-            failure = self._check(backend, act, record, budget, f"variant {backend!r}")
-            if failure is not None:
-                outcomes.append(VariantOutcome(repr(backend), _outcome_status(failure), failure.error))
-                failure.variants = outcomes
-                failure.n_indexes = n_idx
-                return failure
+            if check.failure is not None:
+                outcomes.append(
+                    VariantOutcome(repr(backend), _outcome_status(check.failure), check.failure.error)
+                )
+                return _with(check.failure, **common)
             outcomes.append(VariantOutcome(repr(backend), "match"))
-        main = base.main
+        common["baseline_cost"] = float(base.main.work)
+        main = self._check_main_and_twins(act, base, limit, outcomes)
+        if main.failure is not None:
+            return _with(main.failure, **common)
+        return self._reward(act, base, main.run, common)
+
+    def _police(self, action: object) -> Action | None:
+        """The parsed action, ``None`` when it is the original unchanged; raises PolicyViolation."""
+        cfg = self.options
+        act = parse_action(
+            action,
+            self.schema_view,
+            max_indexes=cfg.reward.max_indexes,
+            dialect=self.backend.dialect,
+            allow_values=self.query.find(exp.Values) is not None,
+        )
+        if not act.indexes and _plain_sql(act.query, self.backend.dialect) == self._normalized:
+            return None
+        anti_hacking(self.query, act.query)
+        check_unmetered(self.query, act.query)
+        if cfg.literals is LiteralPolicy.DERIVED:
+            self._literal_guard.check(act.query, string_columns=self._string_columns(act.query))
+        return act
+
+    @functools.cached_property
+    def _literal_guard(self) -> LiteralGuard:
+        return LiteralGuard(
+            self.query, self._evaluate_constants, string_columns=self._string_columns(self.query)
+        )
+
+    def _string_columns(self, tree: exp.Expression) -> set[str]:
+        """Double-quoted names SQLite reads as strings here (only when the original needs that)."""
+        if not self._legacy_strings:
+            return set()
+        aliases = {a.alias.lower() for a in tree.find_all(exp.Alias)}
+        aliases |= {t.alias_or_name.lower() for t in tree.find_all(exp.TableAlias, exp.CTE)}
+        return (
+            {c.name.lower() for c in tree.find_all(exp.Column) if not c.table and c.this.args.get("quoted")}
+            - self._column_names
+            - aliases
+        )
+
+    def _evaluate_constants(self, nodes: Sequence[exp.Expression]) -> list[object]:
+        """Values of constant expressions, computed by the engine in an empty sandbox."""
+        scratch = self._constant_backend
+        out: list[object] = []
+        for node in nodes:
+            sql = exp.select(node.copy()).sql(self.backend.dialect)
+            run = scratch.execute(
+                sql,
+                Budget(max_work=1_000_000, max_seconds=1.0, max_rows=1, max_heap_bytes=64 << 20,
+                       max_value_bytes=MIN_VALUE_BYTES),
+            )  # fmt: skip
+            out.append(run.rows[0][0] if run.ok and run.rows else FAILED)
+        return out
+
+    @functools.cached_property
+    def _constant_backend(self) -> SQLiteBackend:
+        return SQLiteBackend.empty()
+
+    def _variant_budget(self, record: RunRecord) -> Budget:
+        cfg = self.options
+        return Budget(
+            max_work=max(int(cfg.budget_factor * record.work), cfg.variant_work_floor),
+            max_rows=len(record.rows) + 1,
+        )
+
+    def _main_budget(self, record: RunRecord) -> Budget:
+        cfg = self.options
         if cfg.cost is CostMode.WORK:
-            budget = Budget(
-                max_work=int(cfg.budget_factor * main.work) + 10_000,
-                max_seconds=cfg.max_seconds,
-                max_rows=len(main.rows) + 1,
+            return Budget(
+                max_work=int(cfg.budget_factor * record.work) + 10_000, max_rows=len(record.rows) + 1
             )
-        else:
-            budget = Budget(
-                max_seconds=max(cfg.budget_factor * main.seconds, 0.05), max_rows=len(main.rows) + 1
+        return Budget(
+            max_seconds=max(cfg.budget_factor * record.seconds, 0.05), max_rows=len(record.rows) + 1
+        )
+
+    def _check_main_and_twins(
+        self, act: Action, base: Baseline, limit: float, outcomes: list[VariantOutcome]
+    ) -> _Check:
+        """Run the candidate on the main database, then on each twin, under one index build.
+
+        Building indexes on the full-size database has a deadline of its own (``limit``
+        seconds); the runs on it and on its twins share another that starts after the build.
+        """
+        backend = self.backend
+        try:
+            with backend.scratch_indexes(act.indexes, self._index_budget(self._timer() + limit)):
+                deadline = self._timer() + limit
+                main = self._run_checked(
+                    backend, act, base.main, self._main_budget(base.main), "main database", deadline,
+                    indexes_built=True,
+                )  # fmt: skip
+                if main.failure is not None:
+                    return main
+                for twin, record in zip(self.twins, base.twins):
+                    with twin_applied(backend, twin):
+                        check = self._run_checked(
+                            backend, act, record, self._main_budget(record), twin.name, deadline,
+                            indexes_built=True,
+                        )  # fmt: skip
+                    if check.failure is not None:
+                        outcomes.append(
+                            VariantOutcome(twin.name, _outcome_status(check.failure), check.failure.error)
+                        )
+                        return check
+                    outcomes.append(VariantOutcome(twin.name, "match"))
+                return main
+        except IndexBuildError as err:
+            return _Check(self._index_failure(err, "main database"))
+
+    def _index_budget(self, deadline: float) -> Budget:
+        """Indexes may also take as much heap as the database itself (an index is at most that big)."""
+        return Budget(
+            max_work=self.options.index_work,
+            max_seconds=max(deadline - self._timer(), 0.001),
+            max_heap_bytes=(self.options.max_heap_mb << 20) + self._database_bytes,
+        )
+
+    @functools.cached_property
+    def _database_bytes(self) -> int:
+        return self.backend.size_bytes()
+
+    def _index_failure(self, err: IndexBuildError, where: str) -> EvalResult:
+        text = str(err)
+        kind = "engine error"
+        if "budget" in text or "memory" in text:
+            kind = "out of budget" if "budget" in text else "out of memory"
+        return self._finish(Verdict.RUNTIME_ERROR, f"building the indexes failed on the {where} ({kind})")
+
+    def _run_checked(
+        self,
+        backend: Backend,
+        act: Action,
+        record: RunRecord,
+        budget: Budget,
+        where: str,
+        deadline: float,
+        *,
+        indexes_built: bool = False,
+    ) -> _Check:
+        """Run the candidate on one database and compare it with the original there."""
+        remaining = deadline - self._timer()
+        if remaining <= 0:
+            return _Check(self._deadline_failure(where))
+        limits = Budget(
+            max_work=budget.max_work,
+            max_seconds=min(budget.max_seconds or remaining, remaining),
+            max_rows=budget.max_rows,
+            max_heap_bytes=self.options.max_heap_mb << 20,
+            max_value_bytes=self._value_limit,
+        )
+        try:
+            scratch = (
+                contextlib.nullcontext()
+                if indexes_built
+                else backend.scratch_indexes(act.indexes, self._index_budget(deadline))
             )
-        holder: list[ExecResult] = []
-        failure = self._check(self.backend, act, main, budget, "main database", holder)
-        common = {"variants": outcomes, "n_indexes": n_idx, "baseline_cost": float(main.work)}
-        if failure is not None:
-            for key, value in common.items():
-                setattr(failure, key, value)
-            return failure
-        run = holder[0]
+            with scratch:
+                run = backend.execute(act.query_sql, limits, double_quoted_strings=self._legacy_strings)
+        except IndexBuildError as err:
+            return _Check(self._index_failure(err, where))
+        return _Check(self._judge(act, run, record, where, deadline), run)
+
+    @functools.cached_property
+    def _value_limit(self) -> int:
+        main = self.baseline.main
+        return max(MIN_VALUE_BYTES, 4 * int(main.counters.get("largest_alloc", 0)))
+
+    def _deadline_seconds(self, base: Baseline) -> float:
+        """The wall-clock deadline of one phase of an evaluation (see :class:`EvalOptions`)."""
+        return max(self.options.max_seconds, DEADLINE_FACTOR * base.seconds)
+
+    def _deadline_failure(self, where: str) -> EvalResult:
+        return self._finish(
+            Verdict.TIMEOUT, f"stopped on the {where}: the evaluation's wall-clock deadline has passed"
+        )
+
+    def _judge(
+        self, act: Action, run: ExecResult, record: RunRecord, where: str, deadline: float
+    ) -> EvalResult | None:
+        """The failure of one run, or ``None`` when it matches the original. Messages carry no data."""
+        status = run.status
+        if status is ExecStatus.TIMEOUT:
+            if self._timer() >= deadline:
+                return self._deadline_failure(where)
+            return self._finish(
+                Verdict.TIMEOUT,
+                f"stopped on the {where} at {self.options.budget_factor:g}x the baseline's cost",
+                candidate_cost=float(run.work),
+            )
+        if status is ExecStatus.PREPARE_ERROR:
+            return self._finish(Verdict.SYNTAX_ERROR, f"{where}: {run.error}")
+        if status is ExecStatus.DENIED:
+            return self._finish(Verdict.REJECTED, f"{where}: {run.error}")
+        if status is ExecStatus.RUNTIME_ERROR:
+            kind = (run.error_kind or "engine_error").replace("_", " ")
+            return self._finish(Verdict.RUNTIME_ERROR, f"{where}: the query failed while running ({kind})")
+        if status is ExecStatus.ROW_CAP:
+            return self._finish(
+                Verdict.WRONG_RESULT, f"{where}: the rewrite returns more rows than the original"
+            )
+        if self._base_tables and not (run.tables_read & self._base_tables):
+            return self._finish(Verdict.REJECTED, "the rewrite reads no base table (hard-coded answer)")
+        rows, columns = run.rows, run.columns
+        if self.task.output_columns:
+            wanted = list(self.task.output_columns)
+            missing = [w for w in wanted if w.lower() not in {c.lower() for c in columns}]
+            if missing:
+                return self._finish(
+                    Verdict.WRONG_RESULT,
+                    f"the application reads {wanted}; the rewrite does not return {missing}",
+                )
+            rows, columns = project(rows, columns, wanted), wanted
+        plan = self._plan
+        fixed = order_is_fixed(len(record.rows), None if plan.strict else record.segments)
+        if plan.ordered and top_order(act.query) is None and not fixed:
+            return self._finish(
+                Verdict.WRONG_RESULT,
+                f"{where}: the original orders its rows and the rewrite dropped the ORDER BY",
+            )
+        policy = self.options.order if plan.ordered else OrderPolicy.IGNORE
+        if plan.ordered and plan.strict and policy is OrderPolicy.TIES:
+            policy = OrderPolicy.STRICT
+        verdict = compare_rows(
+            record.rows,
+            rows,
+            n_expected_columns=len(record.columns),
+            n_actual_columns=len(columns),
+            order=policy,
+            segments=record.segments,
+            rel_tol=self.options.rel_tol,
+        )
+        if not verdict.equal:
+            kind = verdict.kind.description if verdict.kind else "the results differ"
+            return self._finish(Verdict.WRONG_RESULT, f"{where}: {kind}")
+        return None
+
+    def _reward(
+        self, act: Action, base: Baseline, run: ExecResult | None, common: dict[str, Any]
+    ) -> EvalResult:
+        """Measure a verified candidate and turn its speedup into a reward."""
+        cfg = self.options
+        assert run is not None
+        main = base.main
         wall = None
         if cfg.cost is CostMode.WORK:
             raw = work_ratio(main.work, run.work)
@@ -446,7 +757,7 @@ class TaskRunner:
             speedup,
             original_size=self._size,
             rewrite_size=_ast_size(act.query),
-            n_indexes=n_idx,
+            n_indexes=len(act.indexes),
             config=cfg.reward,
         )
         if verdict is Verdict.NO_GAIN and not act.indexes and self._canonically_same(act.query):
@@ -465,72 +776,9 @@ class TaskRunner:
             **common,
         )
 
-    def _check(
-        self,
-        backend: Backend,
-        act: Action,
-        record: RunRecord,
-        budget: Budget,
-        where: str,
-        holder: list[ExecResult] | None = None,
-    ) -> EvalResult | None:
-        """Run the candidate on one database and compare; an EvalResult on failure, else None."""
-        try:
-            with backend.scratch_indexes(
-                act.indexes, Budget(max_work=self.options.index_work, max_seconds=self.options.max_seconds)
-            ):
-                run = backend.execute(act.query_sql, budget)
-        except IndexBuildError as err:
-            return self._finish(Verdict.RUNTIME_ERROR, f"building the indexes failed on the {where}: {err}")
-        if holder is not None:
-            holder.append(run)
-        status = run.status
-        if status is ExecStatus.TIMEOUT:
-            return self._finish(
-                Verdict.TIMEOUT,
-                f"stopped on the {where} at {self.options.budget_factor:g}x the baseline's cost",
-                candidate_cost=float(run.work),
-            )
-        if status is ExecStatus.PREPARE_ERROR:
-            return self._finish(Verdict.SYNTAX_ERROR, f"{where}: {run.error}")
-        if status is ExecStatus.DENIED:
-            return self._finish(Verdict.REJECTED, f"{where}: {run.error}")
-        if status is ExecStatus.RUNTIME_ERROR:
-            return self._finish(Verdict.RUNTIME_ERROR, f"{where}: {run.error}")
-        if status is ExecStatus.ROW_CAP:
-            return self._finish(
-                Verdict.WRONG_RESULT, f"{where}: returns more rows than the original ({len(record.rows)})"
-            )
-        if self._base_tables and not (run.tables_read & self._base_tables):
-            return self._finish(Verdict.REJECTED, "the rewrite reads no base table (hard-coded answer)")
-        rows, columns = run.rows, run.columns
-        if self.task.output_columns:
-            wanted = [c.lower() for c in self.task.output_columns]
-            if [c.lower() for c in columns] != wanted:
-                return self._finish(
-                    Verdict.WRONG_RESULT,
-                    f"the application reads exactly {list(self.task.output_columns)}; "
-                    f"the rewrite returns {columns}",
-                )
-        policy = self.options.order if self._plan.ordered else OrderPolicy.IGNORE
-        if self._plan.ordered and self._plan.strict and policy is OrderPolicy.TIES:
-            policy = OrderPolicy.STRICT
-        verdict = compare_rows(
-            record.rows,
-            rows,
-            n_expected_columns=len(record.columns),
-            n_actual_columns=len(columns),
-            order=policy,
-            segments=record.segments,
-            rel_tol=self.options.rel_tol,
-        )
-        if not verdict.equal:
-            return self._finish(Verdict.WRONG_RESULT, f"{where}: {verdict.reason}")
-        return None
-
     def _measure_wall(self, act: Action) -> Any:
         main = self.backend
-        target = _clone(main) if act.indexes else main
+        target = main.clone() if act.indexes else main
 
         def run_base() -> float:
             return main.execute(self.task.query, Budget(max_seconds=self.options.max_seconds)).seconds
@@ -558,10 +806,37 @@ class TaskRunner:
         )
 
     def close(self) -> None:
-        """Close the databases this runner opened."""
-        self.backend.close()
+        """Close the databases this runner opened (not the process's shared copy of a file)."""
+        if self._owns_backend:
+            self.backend.close()
         for b in self._variants or []:
             b.close()
+        constant = self.__dict__.get("_constant_backend")
+        if constant is not None:
+            constant.close()
+
+
+def _cost_signature(backend: Backend) -> tuple:
+    """The constants that turn counters into work (a baseline's work depends on them)."""
+    names = ("page_work", "function_work", "value_work", "calibration_statement_work")
+    return tuple(getattr(backend, n, None) for n in names)
+
+
+def _with(result: EvalResult, **fields: Any) -> EvalResult:
+    return dataclasses.replace(result, **fields)
+
+
+def _plain_sql(tree: exp.Expression, dialect: str) -> str:
+    """The normalized SQL of ``tree`` without comments (comments never change identity)."""
+    return tree.sql(dialect, normalize=True, comments=False)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _record_to_json(record: RunRecord) -> dict:
@@ -578,6 +853,7 @@ def _record_from_json(raw: dict) -> RunRecord:
         work=int(raw["work"]),
         seconds=float(raw["seconds"]),
         segments=segments,
+        counters={k: int(v) for k, v in raw.get("counters", {}).items()},
     )
 
 
@@ -592,65 +868,15 @@ def _ast_size(tree: exp.Expression) -> int:
     return sum(1 for _ in tree.walk())
 
 
+def _variants(source_path: str, query: str, options: EvalOptions) -> list[Variant]:
+    return variants_for(
+        source_path, query, count=options.num_variants, rows_per_table=options.variant_rows, seed=options.seed
+    )
+
+
 def _strip_url(database: str | os.PathLike[str]) -> str:
     text = os.fspath(database)
     return text.removeprefix("sqlite:///") if text.startswith("sqlite:///") else text
-
-
-# --- process-wide caches -------------------------------------------------------------------
-
-_LOCK = threading.Lock()
-_BACKENDS: OrderedDict[str, bytes] = OrderedDict()
-_VARIANTS: OrderedDict[tuple, list[Variant]] = OrderedDict()
-_RUNNERS: OrderedDict[tuple, TaskRunner] = OrderedDict()
-
-
-def _file_key(path: str) -> str:
-    if not os.path.exists(path):
-        raise DatabaseError(f"no such database file: {path}")
-    st = os.stat(path)
-    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
-
-
-def _shared_backend(path: str) -> SQLiteBackend:
-    """A private in-memory copy of ``path``; the file is read once per process and version."""
-    key = _file_key(path)
-    with _LOCK:
-        image = _BACKENDS.get(key)
-    if image is None:
-        backend = open_backend(path)
-        image = backend.serialize()
-        backend.close()
-        with _LOCK:
-            _BACKENDS[key] = image
-            while len(_BACKENDS) > 8:
-                _BACKENDS.popitem(last=False)
-    return SQLiteBackend.from_bytes(image, label=path)
-
-
-def _clone(backend: SQLiteBackend) -> SQLiteBackend:
-    return SQLiteBackend.from_bytes(backend.serialize(), label=backend.label)
-
-
-def _variants_for(source_path: str, query: str, options: EvalOptions) -> list[Variant]:
-    """Variant images of ``query`` sampled from the database at ``source_path`` (cached)."""
-    if options.num_variants == 0:
-        return []
-    key = (_file_key(source_path), query, options.num_variants, options.variant_rows, options.seed)
-    with _LOCK:
-        cached = _VARIANTS.get(key)
-    if cached is None:
-        source = _shared_backend(source_path)
-        try:
-            builder = VariantBuilder(source, rows_per_table=options.variant_rows, seed=options.seed)
-            cached = builder.build(query, options.num_variants)
-        finally:
-            source.close()
-        with _LOCK:
-            _VARIANTS[key] = cached
-            while len(_VARIANTS) > 256:
-                _VARIANTS.popitem(last=False)
-    return cached
 
 
 def evaluate(
@@ -686,15 +912,10 @@ def evaluate(
     """
     opts = EvalOptions.from_kwargs(**options)
     path = str(Path(_strip_url(database)).resolve())
-    key = (_file_key(path), slow_sql, tuple(output_columns or ()), repr(opts))
-    with _LOCK:
-        runner = _RUNNERS.get(key)
-    if runner is None:
-        runner = TaskRunner.for_database(path, slow_sql, opts, output_columns=output_columns)
-        with _LOCK:
-            _RUNNERS[key] = runner
-            while len(_RUNNERS) > 16:
-                _RUNNERS.popitem(last=False)[1].close()
+    key = ("database", file_key(path), slow_sql, tuple(output_columns or ()), repr(opts))
+    runner = runner_cache().get(
+        key, lambda: TaskRunner.for_database(path, slow_sql, opts, output_columns=output_columns)
+    )
     return runner.evaluate(candidate_sql)
 
 

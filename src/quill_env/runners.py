@@ -1,0 +1,171 @@
+"""Process-wide caches: one database copy per file, variant images, and a bounded runner cache.
+
+Scoring keeps three things between calls, and memory must not grow with the number of queries:
+
+- :func:`shared_backend`: one in-memory copy of each database file per process (and thread),
+  shared by every runner of that file. Runners never change it: indexes are built in a
+  savepoint that is rolled back and twins are applied the same way.
+- :func:`variants_for`: the variant images of one query, built once.
+- :class:`RunnerCache`: task runners (a task's baseline, twins and variant databases), least
+  recently used first out. :func:`runner_cache` is the one instance that ``evaluate``, the
+  environments, the leaderboard pool and the trainers' reward workers share.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Generic, Protocol, TypeVar
+
+from quill_env.backends import open_backend
+from quill_env.backends.sqlite import SQLiteBackend
+from quill_env.errors import ConfigError, DatabaseError
+from quill_env.variants import Variant, VariantBuilder
+
+MAX_SHARED_FILES = 8
+"""Database files kept open per process and thread."""
+
+MAX_VARIANT_SETS = 256
+"""Queries whose variant images are kept."""
+
+DEFAULT_MAX_RUNNERS = 64
+"""Task runners kept by :func:`runner_cache` (``QUILL_MAX_RUNNERS`` overrides)."""
+
+_LOCK = threading.Lock()
+_BACKENDS: OrderedDict[tuple[str, int], SQLiteBackend] = OrderedDict()
+_VARIANTS: OrderedDict[tuple, list[Variant]] = OrderedDict()
+
+
+def file_key(path: str) -> str:
+    """Identity of a database file's current contents (path, size and modification time).
+
+    Raises:
+        DatabaseError: there is no such file.
+    """
+    if not os.path.exists(path):
+        raise DatabaseError(f"no such database file: {path}")
+    st = os.stat(path)
+    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def shared_backend(path: str) -> SQLiteBackend:
+    """The in-memory copy of ``path`` that this process (and thread) shares; read once per version.
+
+    Raises:
+        DatabaseError: the file does not exist or is not a SQLite database.
+    """
+    key = (file_key(path), threading.get_ident())
+    with _LOCK:
+        backend = _BACKENDS.get(key)
+        if backend is not None:
+            _BACKENDS.move_to_end(key)
+            return backend
+    backend = open_backend(path)
+    assert isinstance(backend, SQLiteBackend)
+    with _LOCK:
+        _BACKENDS[key] = backend
+        while len(_BACKENDS) > MAX_SHARED_FILES:
+            _BACKENDS.popitem(last=False)  # runners still holding it keep it open; then it is freed
+    return backend
+
+
+def variants_for(
+    source_path: str, query: str, *, count: int, rows_per_table: int, seed: int
+) -> list[Variant]:
+    """Variant images of ``query`` sampled from the database at ``source_path`` (cached)."""
+    if count == 0:
+        return []
+    key = (file_key(source_path), query, count, rows_per_table, seed)
+    with _LOCK:
+        cached = _VARIANTS.get(key)
+    if cached is None:
+        builder = VariantBuilder(shared_backend(source_path), rows_per_table=rows_per_table, seed=seed)
+        cached = builder.build(query, count)
+        with _LOCK:
+            _VARIANTS[key] = cached
+            while len(_VARIANTS) > MAX_VARIANT_SETS:
+                _VARIANTS.popitem(last=False)
+    return cached
+
+
+def suite_runner_key(suite: object, task: object, scale: str | None, options: object) -> tuple:
+    """The cache key of a suite task's runner, the same wherever it is built (env, pool, trainers).
+
+    ``scale=None`` means the suite's default scale, so both share one runner.
+    """
+    scale = scale or getattr(suite, "default_scale", None)
+    return ("suite", suite.name, suite.hash, task.id, scale, repr(options))  # type: ignore[attr-defined]
+
+
+class Closeable(Protocol):
+    """Anything with a ``close()`` (a task runner)."""
+
+    def close(self) -> None:
+        """Release what it holds."""
+
+
+T = TypeVar("T", bound=Closeable)
+
+
+class RunnerCache(Generic[T]):
+    """A bounded, least-recently-used cache of runners; an evicted runner is closed.
+
+    Args:
+        maxsize: the most runners kept.
+
+    >>> class R:
+    ...     closed = False
+    ...     def close(self): self.closed = True
+    >>> cache = RunnerCache(maxsize=1)
+    >>> a = cache.get("a", R); b = cache.get("b", R)
+    >>> a.closed, b.closed, len(cache)
+    (True, False, 1)
+    """
+
+    def __init__(self, maxsize: int = DEFAULT_MAX_RUNNERS) -> None:
+        if maxsize < 1:
+            raise ConfigError("a runner cache needs room for at least one runner")
+        self.maxsize = maxsize
+        self._items: OrderedDict[Hashable, T] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, make: Callable[[], T]) -> T:
+        """The runner under ``key``, made by ``make()`` when it is not cached."""
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+                return item
+        item = make()
+        with self._lock:
+            self._items[key] = item
+            self._items.move_to_end(key)
+            while len(self._items) > self.maxsize:
+                self._items.popitem(last=False)[1].close()
+        return item
+
+    def clear(self) -> None:
+        """Close and forget every runner."""
+        with self._lock:
+            items, self._items = list(self._items.values()), OrderedDict()
+        for item in items:
+            item.close()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+_SHARED: list[RunnerCache] = []
+
+
+def runner_cache() -> RunnerCache:
+    """The process-wide runner cache (``QUILL_MAX_RUNNERS`` runners, default 64)."""
+    with _LOCK:
+        if not _SHARED:
+            _SHARED.append(RunnerCache(int(os.environ.get("QUILL_MAX_RUNNERS", DEFAULT_MAX_RUNNERS))))
+        return _SHARED[0]
+
+
+__all__ = ["RunnerCache", "file_key", "runner_cache", "shared_backend", "suite_runner_key", "variants_for"]

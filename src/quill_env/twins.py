@@ -1,0 +1,333 @@
+"""Twins: full-scale perturbed copies of the main database that a rewrite cannot tell apart from it.
+
+Small variant databases catch rewrites that agree with the original by coincidence, but a
+rewrite can see how small they are (``(SELECT COUNT(*) FROM orders) > 1000``, ``MAX(id)``) and
+answer honestly there while returning a hard-coded answer on the main database. A twin has the
+main database's size, keys and value distributions and differs only in how values pair up:
+
+- every table keeps its row count, its rowids and primary keys (so key ranges and counts match);
+- in a set of rows per table (the rows that produce the original's answer, found by
+  :func:`quill_env.lineage.lineage_rowids`, plus as many random others), every row takes the
+  whole content (all but its primary key) of another row of the set, so the answer's rows
+  reappear under other keys and unique columns stay unique; then half of the rows now holding
+  the answer's content, and half of the others, take each non-unique column (a multi-column
+  foreign key moves as a unit) from a row of the set whose value differs, so the answer's
+  values, pairings and aggregates change too; every value comes from the same column, so
+  constraints and foreign keys hold and no value lies outside the column's range;
+- so a rewrite that restricts the original to the main database's answer keys, or returns the
+  main database's answer, is wrong on the twin, while no size, key range or column statistic
+  tells the two apart.
+
+A twin is stored as a recipe (the replacement rows) and applied to the runner's own copy of the
+main database inside a savepoint that is rolled back, after the rewrite's indexes are built: it
+costs no memory beyond the recipe, and the rewrite runs on it exactly as on the main database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import apsw
+import numpy as np
+from sqlglot import exp
+
+from quill_env import sqlbuild
+from quill_env.backends.base import TableInfo
+from quill_env.backends.sqlite import SQLiteBackend, rollback_savepoint
+
+MAX_CHANGED_ROWS = 600
+"""The most rows a twin replaces in one table."""
+
+RANDOM_FRACTION = 0.002
+
+MAX_COLUMNS = 2000
+"""SQLite's most columns in a result row (``SQLITE_LIMIT_COLUMN``)."""
+"""The share of a table's rows a twin perturbs besides the answer's own rows."""
+
+
+@dataclass(frozen=True)
+class TableChange:
+    """The rows a twin replaces in one table: the same rowids, other values."""
+
+    table: str
+    rowids: tuple[int, ...]
+    """The replaced rows."""
+    columns: tuple[str, ...]
+    """The inserted columns; the first is ``rowid`` unless the table has an INTEGER PRIMARY KEY."""
+    rows: tuple[tuple, ...]
+
+    @functools.cached_property
+    def statements(self) -> tuple[str, str]:
+        """The parameterized DELETE of the replaced rows and INSERT of their new values."""
+        placeholders = [exp.Placeholder() for _ in self.rowids]
+        delete = exp.delete(sqlbuild.table(self.table), where=exp.column("rowid").isin(*placeholders))
+        return delete.sql("sqlite"), sqlbuild.insert(self.table, self.columns)
+
+
+@dataclass(frozen=True)
+class Twin:
+    """A full-scale perturbed copy of the main database, as a recipe."""
+
+    name: str
+    changes: tuple[TableChange, ...]
+
+    @property
+    def changed_rows(self) -> int:
+        """How many rows the twin replaces in all."""
+        return sum(len(c.rows) for c in self.changes)
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """A hash of the recipe (part of the key of cached baselines)."""
+        text = repr([(c.table, c.rowids, c.columns, c.rows) for c in self.changes])
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def _groups(info: TableInfo, fixed: set[str]) -> list[tuple[tuple[str, ...], bool]]:
+    """Column groups that move together, each with whether it must stay unique."""
+    parent = {c: c for c in info.column_names if c not in fixed}
+
+    def find(c: str) -> str:
+        while parent[c] != c:
+            parent[c] = parent[parent[c]]
+            c = parent[c]
+        return c
+
+    unique_cols: set[str] = set()
+    linked = [s for s in info.unique_sets if s != info.primary_key]
+    linked += [fk.columns for fk in info.foreign_keys if len(fk.columns) > 1]
+    for cols in linked:
+        cols = [c for c in cols if c in parent]
+        for c in cols[1:]:
+            parent[find(c)] = find(cols[0])
+    for s in info.unique_sets:
+        if s != info.primary_key:
+            unique_cols |= {c for c in s if c in parent}
+    groups: dict[str, list[str]] = {}
+    for c in parent:
+        groups.setdefault(find(c), []).append(c)
+    return [(tuple(cols), bool(unique_cols & set(cols))) for cols in groups.values()]
+
+
+def _integer_pk(info: TableInfo) -> str | None:
+    pk = info.primary_key
+    if len(pk) == 1:
+        col = next(c for c in info.columns if c.name == pk[0])
+        if col.type == "INTEGER":
+            return col.name
+    return None
+
+
+def _without_rowid(info: TableInfo) -> bool:
+    return "without rowid" in " ".join(info.sql.lower().split())
+
+
+def _choose_rowids(
+    conn: apsw.Connection, info: TableInfo, seeds: Sequence[int], rng: np.random.Generator
+) -> list[int]:
+    table = sqlbuild.table(info.name)
+    low, high = conn.execute(
+        exp.select(exp.func("min", exp.column("rowid")), exp.func("max", exp.column("rowid")))
+        .from_(table)
+        .sql("sqlite")
+    ).fetchone()
+    if low is None:
+        return []
+    seeds = sorted(set(seeds))
+    if len(seeds) > MAX_CHANGED_ROWS // 2:
+        seeds = sorted(rng.choice(seeds, size=MAX_CHANGED_ROWS // 2, replace=False).tolist())
+    want = min(MAX_CHANGED_ROWS - len(seeds), max(len(seeds), 16, int(info.row_count * RANDOM_FRACTION)))
+    want = min(want, info.row_count)
+    draws = sorted({int(x) for x in rng.integers(low, high + 1, size=2 * want + 8)})
+    found: list[int] = []
+    for start in range(0, len(draws), 500):
+        chunk = draws[start : start + 500]
+        query = exp.select("rowid").from_(table).where(exp.column("rowid").isin(*chunk))
+        found += [r[0] for r in conn.execute(query.sql("sqlite"))]
+    extra = [r for r in found if r not in set(seeds)][:want]
+    return sorted(set(seeds) | set(extra))
+
+
+def _perturb_table(
+    conn: apsw.Connection,
+    info: TableInfo,
+    seeds: Sequence[int],
+    rng: np.random.Generator,
+    negative: bool = False,
+) -> list[TableChange]:
+    """Candidate changes of one table, the preferred first (see :func:`build_twin`)."""
+    if info.is_view or _without_rowid(info) or info.row_count < 2:
+        return []
+    rowids = _choose_rowids(conn, info, seeds, rng)
+    if len(rowids) < 2:
+        return []
+    pk = set(info.primary_key)
+    int_pk = _integer_pk(info)
+    names = info.column_names
+    if int_pk is None and len(names) >= MAX_COLUMNS:
+        return []  # the rowid would be one column too many for a result row
+    select = exp.select("rowid", *[sqlbuild.column(c) for c in names]).from_(sqlbuild.table(info.name))
+    if int_pk is not None:
+        select = exp.select(*[sqlbuild.column(c) for c in names]).from_(sqlbuild.table(info.name))
+    rows: list[list] = []
+    for start in range(0, len(rowids), 500):
+        chunk = rowids[start : start + 500]
+        query = select.where(exp.column("rowid").isin(*chunk)).order_by("rowid")
+        for r in conn.execute(query.sql("sqlite")):
+            rows.append([r[names.index(int_pk)], *r] if int_pk is not None else list(r))
+    n = len(rows)
+    seeded = set(seeds)
+    index = {c: i + 1 for i, c in enumerate(names)}
+    groups = _groups(info, pk)
+    # 1. Every chosen row takes the whole content (all but the primary key) of another chosen
+    #    row: the answer's rows reappear under other keys, and unique columns stay unique.
+    #    (A negative twin keeps every row's content in place.)
+    moved = list(range(n)) if negative else _derangement(n, rng)
+    carrying = [i for i in range(n) if rows[moved[i]][0] in seeded]
+    others = [i for i in range(n) if rows[moved[i]][0] not in seeded]
+    rng.shuffle(carrying)
+    rng.shuffle(others)
+    # 2. Half the rows that now carry the answer's content (rounded up; all of them in a
+    #    negative twin), and half the others, then take each non-unique column from a row whose
+    #    value differs: the answer's values change too, and so do pairings and aggregates.
+    share = len(carrying) if negative else (len(carrying) + 1) // 2
+    mixed = sorted(carrying[:share] + others[: len(others) // 2])
+    merged = tuple(c for cols, unique in groups if not unique for c in cols)
+    plans = [groups, [(merged, False)] if merged else []]
+    out = []
+    for plan in plans:
+        if not plan:
+            continue
+        new = [[r[0], *(rows[moved[i]][1:])] for i, r in enumerate(rows)]
+        for i, r in enumerate(rows):
+            for c in pk:  # the primary key stays with the rowid
+                new[i][index[c]] = r[index[c]]
+        for cols, unique in plan:
+            if unique:
+                if negative:  # the answer's rows lose their unique values: they are gone
+                    for i in carrying:
+                        _renew_unique(conn, info, cols, new[i], index)
+                continue  # otherwise unique columns move only with whole rows, so they stay unique
+            for i in mixed:
+                current = [new[i][index[c]] for c in cols]
+                for _ in range(8):
+                    j = int(rng.integers(n))
+                    if [rows[j][index[c]] for c in cols] != current:
+                        break
+                for c in cols:
+                    new[i][index[c]] = rows[j][index[c]]
+        ids = tuple(r[0] for r in rows)
+        if int_pk is not None:
+            out.append(TableChange(info.name, ids, tuple(names), tuple(tuple(r[1:]) for r in new)))
+        else:
+            out.append(TableChange(info.name, ids, ("rowid", *names), tuple(tuple(r) for r in new)))
+    return out
+
+
+def _renew_unique(
+    conn: apsw.Connection, info: TableInfo, cols: tuple[str, ...], row: list, index: dict[str, int]
+) -> None:
+    """Give ``row`` a value in unique group ``cols`` that no row of the table holds, near its own.
+
+    Text gets a suffix (it sorts right after the old value); an integer takes the nearest free
+    value between its neighbours. Other types keep their value.
+    """
+    if {c for fk in info.foreign_keys for c in fk.columns} & set(cols):
+        return  # a foreign key keeps pointing at an existing parent
+    for col in cols:
+        value = row[index[col]]
+        if isinstance(value, str):
+            row[index[col]] = value + "~"
+            return
+        if isinstance(value, int) and not isinstance(value, bool):
+            probe = (
+                exp.select("1")
+                .from_(sqlbuild.table(info.name))
+                .where(sqlbuild.column(col).eq(exp.Placeholder()))
+            )
+            for step in range(1, 21):
+                for candidate in (value + step, value - step):
+                    if conn.execute(probe.sql("sqlite"), (candidate,)).fetchone() is None:
+                        row[index[col]] = candidate
+                        return
+            return
+
+
+def _derangement(n: int, rng: np.random.Generator) -> list[int]:
+    """A permutation of ``range(n)`` that moves every position (``n >= 2``).
+
+    >>> perm = _derangement(5, np.random.default_rng(0))
+    >>> sorted(perm) == list(range(5)) and all(p != i for i, p in enumerate(perm))
+    True
+    """
+    order = [int(i) for i in rng.permutation(n)]
+    position = {v: p for p, v in enumerate(order)}
+    return [order[(position[i] + 1) % n] for i in range(n)]
+
+
+def _apply_change(conn: apsw.Connection, change: TableChange) -> None:
+    delete, insert = change.statements
+    conn.execute(delete, change.rowids)
+    conn.executemany(insert, change.rows)
+
+
+def build_twin(
+    backend: SQLiteBackend,
+    lineage: Mapping[str, Sequence[int]],
+    *,
+    seed: int = 0,
+    index: int = 0,
+) -> Twin:
+    """Derive a twin of ``backend``'s database (see the module docstring).
+
+    Each table's change is tried once in a rolled-back savepoint; when a constraint refuses it
+    (a CHECK across columns, say), the table's other columns move together as whole rows
+    instead, and when that is refused too the table stays as it is.
+
+    Args:
+        backend: the main database (unchanged when this returns).
+        lineage: rowids of the rows behind the original's answer, by table name.
+        seed: the evaluation seed.
+        index: which twin (each has its own random choices); odd ones are *negative* twins,
+            in which the rows behind the answer keep their keys but lose their unique values and
+            take others' values in every other column, so the original's answer is mostly gone
+            (a hard-coded copy of the answer, even one written with the original's own literals,
+            is wrong there).
+    """
+    conn = backend.connection
+    changes = []
+    negative = index % 2 == 1
+    for position, info in enumerate(backend.tables().values()):
+        rng = np.random.default_rng([seed, 7919, index, position])
+        for change in _perturb_table(conn, info, lineage.get(info.name, ()), rng, negative):
+            conn.execute("SAVEPOINT quill_twin_check")
+            try:
+                _apply_change(conn, change)
+            except apsw.ConstraintError:
+                continue
+            else:
+                changes.append(change)
+                break
+            finally:
+                rollback_savepoint(conn, "quill_twin_check")
+    return Twin(f"twin-{index}", tuple(changes))
+
+
+@contextlib.contextmanager
+def applied(backend: SQLiteBackend, twin: Twin) -> Iterator[None]:
+    """Apply ``twin`` to ``backend`` inside a savepoint that is rolled back on exit."""
+    conn = backend.connection
+    conn.execute("SAVEPOINT quill_twin")
+    try:
+        for change in twin.changes:
+            _apply_change(conn, change)
+        yield
+    finally:
+        rollback_savepoint(conn, "quill_twin")
+
+
+__all__ = ["TableChange", "Twin", "applied", "build_twin"]

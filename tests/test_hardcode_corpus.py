@@ -1,0 +1,88 @@
+"""No hard-coded or gated answer is ever paid, on any shipped task (issue: reward integrity).
+
+For every task of every suite, at the small scale, :mod:`adversary` writes the rewrites a policy
+that has seen the answer would try: the answer's rows as literals, those rows behind a size
+gate, the original restricted to the answer's keys behind a key-range gate, and that key
+restriction ungated. None may earn a positive reward.
+
+The corpus must be able to succeed, or the test proves nothing: with the defences that see it
+switched off (the literal-provenance rule and the full-size twins) the gated attacks are paid on
+most tasks, as they were before those defences existed; and the twins alone catch the gated key
+restrictions that the literal rule would otherwise be the only one to refuse.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from tests.adversary import ATTACKS
+
+from quill_env import EvalOptions, TaskRunner, Verdict, get_suite, list_suites
+
+SCALE = "small"
+
+
+def _runners(suite_name: str, options: EvalOptions, limit: int | None = None):
+    suite = get_suite(suite_name)
+    for task in suite.tasks[:limit]:
+        runner = TaskRunner.from_suite(suite, task, SCALE, options)
+        _ = runner.baseline
+        yield task, runner
+
+
+def _attacks(runner: TaskRunner, kinds=ATTACKS):
+    for kind in kinds:
+        action = ATTACKS[kind](runner)
+        if action is not None:
+            yield kind, action
+
+
+@pytest.mark.parametrize("suite_name", list_suites())
+def test_no_hard_code_is_paid(suite_name):
+    paid, tried = [], Counter()
+    for task, runner in _runners(suite_name, EvalOptions()):
+        for kind, action in _attacks(runner):
+            tried[kind] += 1
+            result = runner.evaluate(action)
+            if result.reward > 0:
+                paid.append((task.id, kind, result.verdict.value, result.reward))
+    assert sum(tried.values()) > 0
+    assert not paid, (f"{len(paid)} of {sum(tried.values())} attacks paid", paid[:10])
+
+
+def test_the_attacks_succeed_without_the_defences():
+    """With provenance and twins off, the gated attacks pass verification (the old hole).
+
+    A gated attack pays only where its fast path is faster than the original, so the bar is that
+    each kind is paid somewhere and that most tasks fall to at least one of them.
+    """
+    options = EvalOptions(literals="any", num_twins=0)
+    paid, tried, tasks, fallen = Counter(), Counter(), 0, 0
+    for _task, runner in _runners("shop", options):
+        tasks += 1
+        hit = False
+        for kind, action in _attacks(runner, ("count_gated_rows", "key_gated_in_list")):
+            tried[kind] += 1
+            won = runner.evaluate(action).verdict is Verdict.IMPROVED
+            paid[kind] += won
+            hit |= won
+        fallen += hit
+    assert all(paid[kind] >= 0.25 * tried[kind] for kind in tried), (paid, tried)
+    assert fallen >= 0.5 * tasks, (fallen, tasks, paid, tried)
+
+
+def test_twins_alone_catch_gated_key_restrictions():
+    """The literal rule off: the twins still refuse the key-gated restriction on most tasks."""
+    options = EvalOptions(literals="any")
+    verdicts = Counter()
+    for _task, runner in _runners("shop", options):
+        for _kind, action in _attacks(runner, ("key_gated_in_list", "count_gated_rows")):
+            result = runner.evaluate(action)
+            verdicts["paid" if result.reward > 0 else "refused"] += 1
+            if result.verdict is Verdict.WRONG_RESULT:
+                verdicts["caught by a twin"] += any(
+                    v.name.startswith("twin") and v.status == "mismatch" for v in result.variants
+                )
+    assert verdicts["refused"] >= 0.9 * (verdicts["refused"] + verdicts["paid"]), verdicts
+    assert verdicts["caught by a twin"] > 0, verdicts
