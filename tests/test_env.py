@@ -8,6 +8,7 @@ from gymnasium.utils.env_checker import check_env
 import quill_env
 from quill_env import EnvStateError
 from quill_env.registration import REGISTERED
+from quill_env.variants import VariantBuilder
 
 ALL_IDS = sorted(REGISTERED)
 
@@ -24,7 +25,7 @@ def test_check_env_on_every_registered_id(env_id, shop_suite):
 
 
 def _rollout(seed, actions):
-    env = gym.make("Quill-v0", scale="small")
+    env = gym.make("Quill-v1", scale="small")
     out = []
     obs, info = env.reset(seed=seed)
     for pick in actions:
@@ -46,7 +47,7 @@ def test_same_seed_same_episodes(shop_suite):
 
 
 def test_observation_has_schema_query_and_plan(shop_suite):
-    env = gym.make("Quill-v0", suite="shop", scale="small")
+    env = gym.make("Quill-v1", suite="shop", scale="small")
     obs, info = env.reset(seed=0)
     assert set(obs) == {"schema", "query", "plan"}
     assert "CREATE TABLE users" in obs["schema"] and "rows" in obs["schema"]
@@ -56,7 +57,7 @@ def test_observation_has_schema_query_and_plan(shop_suite):
 
 
 def test_step_before_reset_raises(shop_suite):
-    env = gym.make("Quill-v0", scale="small").unwrapped
+    env = gym.make("Quill-v1", scale="small").unwrapped
     with pytest.raises(EnvStateError):
         env.step("SELECT 1")
     env.reset(seed=0)
@@ -66,7 +67,7 @@ def test_step_before_reset_raises(shop_suite):
 
 
 def test_multi_turn_feedback(shop_suite):
-    env = gym.make("Quill-v0", scale="small", max_attempts=3, task_ids=["shop/coupon_lookup"])
+    env = gym.make("Quill-v1", scale="small", max_attempts=3, task_ids=["shop/coupon_lookup"])
     obs, _ = env.reset(seed=0)
     assert obs["feedback"] == ""
     obs, reward, terminated, _, info = env.step("DELETE FROM orders")
@@ -78,7 +79,7 @@ def test_multi_turn_feedback(shop_suite):
 
 def test_users_own_database(small_db):
     env = gym.make(
-        "Quill-v0",
+        "Quill-v1",
         database=small_db,
         queries=["SELECT id, total FROM orders WHERE coupon_code = 'SAVE-amber'"],
     )
@@ -88,23 +89,24 @@ def test_users_own_database(small_db):
         "CREATE INDEX i ON orders(coupon_code); SELECT id, total FROM orders WHERE coupon_code = 'SAVE-amber'"
     )
     assert info["verdict"] == "improved" and reward > 0.25
-    assert len(info["variants"]) == 8
+    names = [v["name"] for v in info["variants"]]
+    assert names == [*VariantBuilder.MUTATIONS, "twin-0", "twin-1"]
 
 
 def test_bad_arguments_raise_typed_errors(shop_suite):
     with pytest.raises(quill_env.UnknownNameError, match="did you mean 'shop'"):
-        gym.make("Quill-v0", suite="shopp")
+        gym.make("Quill-v1", suite="shopp")
     with pytest.raises(quill_env.ConfigError):
-        gym.make("Quill-v0", queries=["SELECT 1"])
+        gym.make("Quill-v1", queries=["SELECT 1"])
     with pytest.raises(quill_env.UnknownNameError):
-        gym.make("Quill-v0", cost="fast")
+        gym.make("Quill-v1", cost="fast")
     with pytest.raises(quill_env.UnknownNameError):
-        gym.make("Quill-v0", budget_factr=3)
+        gym.make("Quill-v1", budget_factr=3)
 
 
 def test_wall_mode_reports_interval(shop_suite):
     env = gym.make(
-        "Quill-wall-v0",
+        "Quill-wall-v1",
         scale="small",
         task_ids=["shop/order_count_per_user"],
         wall=quill_env.WallOptions(min_pairs=3, max_pairs=5, time_budget=1.0),
@@ -119,9 +121,104 @@ def test_wall_mode_reports_interval(shop_suite):
 
 def test_import_stays_light():
     code = (
-        "import sys, quill_env, gymnasium as gym; gym.make('Quill-v0');"
+        "import sys, quill_env, gymnasium as gym; gym.make('Quill-v1');"
         "heavy = [m for m in ('torch', 'trl', 'transformers', 'duckdb', 'psycopg', 'ray') if m in sys.modules];"
         "print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --- issue: a user's first day -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", [None, "sync", "async"])
+def test_vector_envs_carry_text_and_score_every_step(shop_suite, mode):
+    kwargs = {} if mode is None else {"vectorization_mode": mode}
+    if mode is not None:
+        kwargs["vector_kwargs"] = {"autoreset_mode": "SameStep"}
+    envs = gym.make_vec("Quill-shop-v1", num_envs=2, scale="small", **kwargs)
+    try:
+        obs, _ = envs.reset(seed=0)
+        assert all(q.startswith("SELECT") for q in obs["query"]), obs["query"]
+        for _ in range(2):  # SAME_STEP: every step is scored, none is spent on a reset
+            obs, _, terminated, _, infos = envs.step(list(obs["query"]))
+            assert all(terminated)
+            verdicts = list(infos.get("final_info", infos)["verdict"])
+            assert set(verdicts) <= {"unchanged", "no_gain", "improved"}, verdicts
+            assert all(q.startswith("SELECT") for q in obs["query"])
+    finally:
+        envs.close()
+
+
+def test_default_vector_env_is_quills(shop_suite):
+    envs = gym.make_vec("Quill-shop-v1", num_envs=2, scale="small")
+    try:
+        assert envs.metadata["autoreset_mode"].value == "SameStep"
+    finally:
+        envs.close()
+
+
+def test_text_spaces_admit_unicode():
+    env = gym.make("Quill-shop-v1", scale="small").unwrapped
+    assert env.action_space.contains("SELECT name FROM users WHERE city = '東京' -- it’s fine")
+    assert env.observation_space["query"].contains("SELECT 'ü' FROM t")
+    assert not env.action_space.contains("SELECT '\ud800'")
+
+
+def test_echoing_the_observation_is_unchanged(shop_suite):
+    """The observation's '-- the application reads only' comment never changes identity."""
+    task = next(t for t in shop_suite.tasks if t.output_columns)
+    env = gym.make("Quill-shop-v1", scale="small")
+    obs, _ = env.reset(options={"task_id": task.id})
+    assert "-- the application reads only" in obs["query"]
+    _, reward, _, _, info = env.step(obs["query"])
+    assert info["verdict"] == "unchanged" and reward == 0.0
+
+
+def test_select_star_with_an_index_is_judged_by_the_columns_read(shop_suite):
+    task = next(t for t in shop_suite.tasks if t.output_columns and t.query.startswith("SELECT *"))
+    env = gym.make("Quill-shop-v1", scale="small")
+    env.reset(options={"task_id": task.id})
+    indexes = "\n".join(
+        line for line in task.reference.splitlines() if line.upper().startswith("CREATE INDEX")
+    )
+    _, _, _, _, info = env.step(f"{indexes}\n{task.query}")
+    assert info["correct"], info["error"]
+
+
+def test_runners_are_bounded_and_shared(shop_suite, monkeypatch):
+    from quill_env.runners import RunnerCache, runner_cache
+
+    small = RunnerCache(maxsize=2)
+    monkeypatch.setattr("quill_env.env.runner_cache", lambda: small)
+    env = gym.make("Quill-shop-v1", scale="small").unwrapped
+    for task in shop_suite.tasks[:4]:
+        env.reset(options={"task_id": task.id})
+    assert len(small) == 2
+    assert runner_cache() is runner_cache()
+
+
+def test_typos_get_did_you_mean():
+    with pytest.raises(quill_env.UnknownNameError, match="max_attempts"):
+        gym.make("Quill-shop-v1", max_attempt=3)
+    with pytest.raises(quill_env.UnknownNameError, match="shop/coupon_lookup"):
+        gym.make("Quill-shop-v1", task_ids=["shop/coupon_lookp"])
+
+
+def test_v0_is_retired():
+    with pytest.raises(gym.error.DeprecatedEnv, match="Quill-v1"):
+        gym.make("Quill-v0")
+
+
+def test_a_runner_evicted_between_reset_and_step_is_rebuilt(shop_suite, monkeypatch):
+    from quill_env.runners import RunnerCache
+
+    tiny = RunnerCache(maxsize=1)
+    monkeypatch.setattr("quill_env.env.runner_cache", lambda: tiny)
+    env = gym.make("Quill-shop-v1", scale="small").unwrapped
+    task, other = shop_suite.tasks[:2]
+    env.reset(options={"task_id": task.id})
+    env.runner(other)  # evicts and closes the episode's runner
+    _, _, _, _, info = env.step(task.query)
+    assert info["verdict"] == "unchanged" and info["task_id"] == task.id

@@ -1,7 +1,7 @@
 """The sandbox (DESIGN §5): hostile actions are refused or contained, never rewarded, never escape.
 
 Every action of the corpus below is scored through :func:`quill_env.evaluate` and through
-``env.step`` of a ``Quill-v0`` environment on a small database of its own. For each one: no
+``env.step`` of a ``Quill-v1`` environment on a small database of its own. For each one: no
 exception escapes, the verdict is a failing one with a reward <= 0, the database file keeps
 its sha256, no file appears next to it (no journal, WAL, attached or vacuumed copy), and the
 action finishes well inside a generous wall bound (the work budget, not a performance check).
@@ -428,7 +428,7 @@ def _check_result(verdict: str, reward: float, error: str, seconds: float) -> No
 
 @pytest.fixture(scope="module")
 def env(db):
-    e = gym.make("Quill-v0", database=db.path, queries=[SLOW_SQL])
+    e = gym.make("Quill-v1", database=db.path, queries=[SLOW_SQL])
     yield e
     e.close()
 
@@ -517,4 +517,4 @@ def test_random_text_left_database_untouched(db):
 
 
 def test_quill_env_is_imported():
-    assert "Quill-v0" in gym.registry and quill_env.Verdict("rejected")
+    assert "Quill-v1" in gym.registry and quill_env.Verdict("rejected")

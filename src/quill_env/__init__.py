@@ -1,7 +1,7 @@
 """Quill: a Gymnasium environment for SQL query optimization by language models.
 
 >>> import gymnasium as gym, quill_env
->>> "Quill-v0" in gym.registry
+>>> "Quill-v1" in gym.registry
 True
 
 Importing ``quill_env`` registers the environments; it never imports torch, trl, duckdb,

@@ -1,4 +1,4 @@
-"""``SQLOptEnv``: the Gymnasium environment (registered as ``Quill-v0`` and friends).
+"""``SQLOptEnv``: the Gymnasium environment (registered as ``Quill-v1`` and friends).
 
 The observation is a schema plus a slow query and its plan; the action is SQL text (optional
 ``CREATE INDEX`` statements and one rewritten query); the reward is the tiered, verified speedup
@@ -8,7 +8,7 @@ each observation also carries the feedback of the previous attempt.
 
 from __future__ import annotations
 
-import string
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,16 +19,15 @@ from quill_env.errors import ConfigError, EnvStateError, UnknownNameError
 from quill_env.evaluator import EvalOptions, EvalResult, TaskRunner
 from quill_env.policy import MAX_ACTION_CHARS
 from quill_env.prompt import format_feedback
+from quill_env.runners import file_key, runner_cache, suite_runner_key
+from quill_env.spaces import SQLText
 from quill_env.tasks import Suite, Task, get_suite, list_suites
-
-SQL_CHARSET = frozenset(string.printable) | frozenset(chr(c) for c in range(0xA0, 0x250))
-"""Characters the Text spaces admit: printable ASCII (SQL, newlines, tabs) and Latin letters."""
 
 MAX_OBSERVATION_CHARS = 1_000_000
 
 
-def _text(max_length: int) -> spaces.Text:
-    return spaces.Text(max_length=max_length, min_length=0, charset=SQL_CHARSET)
+def _text(max_length: int) -> SQLText:
+    return SQLText(max_length=max_length)
 
 
 class SQLOptEnv(gym.Env[dict, str]):
@@ -69,7 +68,7 @@ class SQLOptEnv(gym.Env[dict, str]):
             raise ConfigError("max_attempts must be >= 1")
         if render_mode not in (None, "ansi"):
             raise ConfigError(f"render_mode must be None or 'ansi', got {render_mode!r}")
-        self.options = EvalOptions.from_kwargs(**options)
+        self.options = _options(options)
         self.scale = scale
         self.database = database
         self.max_attempts = max_attempts
@@ -91,11 +90,14 @@ class SQLOptEnv(gym.Env[dict, str]):
                 self._suites[s.name] = s
                 self.tasks += s.split(split)
         if task_ids is not None:
+            if isinstance(task_ids, str):
+                task_ids = [task_ids]
+            known = [t.id for t in self.tasks]
             wanted = set(task_ids)
-            self.tasks = [t for t in self.tasks if t.id in wanted]
-            missing = wanted - {t.id for t in self.tasks}
+            missing = wanted - set(known)
             if missing:
-                raise UnknownNameError("task", sorted(missing)[0], [t.id for t in self.tasks])
+                raise UnknownNameError("task", sorted(missing)[0], known)
+            self.tasks = [t for t in self.tasks if t.id in wanted]
         if not self.tasks:
             raise ConfigError(f"no tasks for suite={suite!r} split={split!r}")
         obs = {
@@ -107,7 +109,6 @@ class SQLOptEnv(gym.Env[dict, str]):
             obs["feedback"] = _text(MAX_OBSERVATION_CHARS)
         self.observation_space = spaces.Dict(obs)
         self.action_space = _text(MAX_ACTION_CHARS)
-        self._runners: dict[str, TaskRunner] = {}
         self._runner: TaskRunner | None = None
         self._attempts = 0
         self._done = True
@@ -127,18 +128,21 @@ class SQLOptEnv(gym.Env[dict, str]):
         return task
 
     def runner(self, task: Task | str) -> TaskRunner:
-        """The (cached) runner of a task: databases, variants and baseline."""
+        """The runner of a task (databases, variants, twins and baseline), from the shared cache.
+
+        Runners live in the process-wide :func:`~quill_env.runners.runner_cache`, bounded and
+        least recently used first out, which ``evaluate`` and the trainers share.
+        """
         task = task if isinstance(task, Task) else self.find_task(task)
-        if task.id not in self._runners:
-            if self.database is not None:
-                self._runners[task.id] = TaskRunner.for_database(
-                    self.database, task.query, self.options, task_id=task.id
-                )
-            else:
-                self._runners[task.id] = TaskRunner.from_suite(
-                    self._suites[task.suite], task, self.scale, self.options
-                )
-        return self._runners[task.id]
+        options = self.options
+        if self.database is not None:
+            key = ("env-database", file_key(self.database), task.id, task.query, repr(options))
+            return runner_cache().get(
+                key, lambda: TaskRunner.for_database(self.database, task.query, options, task_id=task.id)
+            )
+        suite = self._suites[task.suite]
+        key = suite_runner_key(suite, task, self.scale, options)
+        return runner_cache().get(key, lambda: TaskRunner.from_suite(suite, task, self.scale, options))
 
     @property
     def task(self) -> Task | None:
@@ -166,6 +170,8 @@ class SQLOptEnv(gym.Env[dict, str]):
         """Score ``action``; agent mistakes become verdicts, never exceptions."""
         if self._runner is None or self._done:
             raise EnvStateError("call reset() before step() (the episode has ended)")
+        # the shared cache may have evicted (and closed) the runner since reset: look it up again
+        self._runner = self.runner(self._runner.task)
         result = self._runner.evaluate(action)
         self._attempts += 1
         self._last = result
@@ -190,10 +196,7 @@ class SQLOptEnv(gym.Env[dict, str]):
         return text
 
     def close(self) -> None:
-        """Release every database the environment opened."""
-        for runner in self._runners.values():
-            runner.close()
-        self._runners.clear()
+        """Forget the current episode (runners stay in the shared, bounded runner cache)."""
         self._runner = None
 
     # --- helpers ---------------------------------------------------------------------------
@@ -220,3 +223,16 @@ class SQLOptEnv(gym.Env[dict, str]):
             "engine": runner.backend.engine_version(),
             "cost_mode": self.options.cost.value,
         }
+
+
+_ENV_PARAMETERS = [
+    p for p in inspect.signature(SQLOptEnv.__init__).parameters if p not in ("self", "options")
+]
+
+
+def _options(options: dict[str, Any]) -> EvalOptions:
+    """EvalOptions from the environment's extra keyword arguments (typos get a did-you-mean)."""
+    unknown = sorted(set(options) - set(EvalOptions.__dataclass_fields__))
+    if unknown:
+        raise UnknownNameError("argument", unknown[0], [*EvalOptions.__dataclass_fields__, *_ENV_PARAMETERS])
+    return EvalOptions.from_kwargs(**options)

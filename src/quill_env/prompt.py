@@ -67,7 +67,7 @@ def build_messages(
     """Turn an observation into chat messages for an instruction-tuned model.
 
     Args:
-        observation: a ``Quill-v0`` observation with ``schema``, ``query`` and ``plan`` (and
+        observation: a ``Quill-v1`` observation with ``schema``, ``query`` and ``plan`` (and
             ``feedback`` in multi-turn episodes).
         max_indexes: how many ``CREATE INDEX`` statements the prompt allows.
         system: include the system message (some chat templates have none).

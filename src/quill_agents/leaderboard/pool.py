@@ -1,18 +1,23 @@
-"""Scoring in parallel worker processes: tasks are sharded, each worker owns its TaskRunners.
+"""Scoring in parallel worker processes: tasks are sharded over workers that keep their runners.
 
 A job is a chunk of task ids and the players to score on them (an agent spec, or the fixed
 actions of a submission). Every player of a chunk runs in the same worker, so a task's baseline
-is computed once per run. Workers come from a ``spawn`` pool (safe with APSW connections and
-threads); ``workers=0`` scores in the calling process, which tests and debuggers prefer.
+is computed once per run. A worker's runners live in its process's
+:func:`~quill_env.runners.runner_cache` (bounded, least recently used first out), which an
+environment or ``evaluate`` in the same process shares. Workers come from a ``spawn`` pool (safe
+with APSW connections and threads); ``workers=0`` scores in the calling process, which tests and
+debuggers prefer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing as mp
 import os
+import signal
+import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -21,10 +26,8 @@ from quill_agents.leaderboard.agents import AgentSpec, build_agent
 from quill_env.errors import QuillError
 from quill_env.evaluator import EvalOptions, EvalResult, TaskRunner
 from quill_env.reward import tier_reward
+from quill_env.runners import runner_cache, suite_runner_key
 from quill_env.tasks import Suite, Task, get_suite
-
-MAX_RUNNERS = 64
-"""Task runners a worker keeps open (least recently used are closed)."""
 
 TASK_ERROR = "task_error"
 """Pseudo-verdict of a task whose original query cannot be run (the task is broken, not the agent)."""
@@ -176,7 +179,11 @@ def peak_rss_mb() -> float:
 
 
 class Worker:
-    """The scoring state of one process: suites, task runners (cached per task id) and agents."""
+    """The scoring state of one process: suites, agents, and task runners from the shared cache.
+
+    Runners are keyed as :meth:`quill_env.SQLOptEnv.runner` keys them, so an environment with the
+    same scale and options in this process reuses them (and the other way round).
+    """
 
     def __init__(self, config: RunConfig) -> None:
         self.config = config
@@ -187,32 +194,37 @@ class Worker:
             suite = get_suite(name)
             self.suites[suite.name] = suite
             self.tasks.update({t.id: t for t in suite.tasks})
-        self._runners: OrderedDict[str, TaskRunner] = OrderedDict()
         self._agents: dict[tuple, Any] = {}
         self.baseline_seconds = 0.0
 
     def runner(self, task_id: str) -> TaskRunner:
-        """The runner of a task, with its baseline computed (cached, least recently used evicted).
+        """The runner of a task, with its baseline computed (built once, then from the cache).
 
         Raises:
-            BaselineError: the task's original query fails.
+            BaselineError: the task's original query fails (the runner is not cached).
         """
-        if task_id in self._runners:
-            self._runners.move_to_end(task_id)
-            return self._runners[task_id]
         task = self.tasks[task_id]
-        runner = TaskRunner.from_suite(self.suites[task.suite], task, self.config.scale, self.options)
-        start = time.perf_counter()
+        suite = self.suites[task.suite]
+        key = suite_runner_key(suite, task, self.config.scale, self.options)
+        runner = runner_cache().get(key, lambda: self._build(suite, task))
+        self._compute_baseline(runner)  # free once computed; an environment may have cached it without
+        return runner
+
+    def _build(self, suite: Suite, task: Task) -> TaskRunner:
+        runner = TaskRunner.from_suite(suite, task, self.config.scale, self.options)
         try:
-            _ = runner.baseline
+            self._compute_baseline(runner)
         except QuillError:
             runner.close()
             raise
-        self.baseline_seconds += time.perf_counter() - start
-        self._runners[task_id] = runner
-        while len(self._runners) > MAX_RUNNERS:
-            self._runners.popitem(last=False)[1].close()
         return runner
+
+    def _compute_baseline(self, runner: TaskRunner) -> None:
+        start = time.perf_counter()
+        try:
+            _ = runner.baseline
+        finally:
+            self.baseline_seconds += time.perf_counter() - start
 
     def agent(self, spec: AgentSpec) -> Any:
         """The agent a spec describes, built once per process."""
@@ -223,50 +235,57 @@ class Worker:
 
     def run(self, job: Job) -> JobResult:
         """Score every player of a job on its tasks."""
-        runners: dict[str, TaskRunner] = {}
         records: list[StepRecord] = []
         broken: dict[str, str] = {}
         for task_id in job.task_ids:
             try:
-                runners[task_id] = self.runner(task_id)
+                self.runner(task_id)
             except QuillError as err:
                 broken[task_id] = str(err)
+        scorable = [t for t in job.task_ids if t not in broken]
         for player in job.players:
             for task_id, error in broken.items():
                 records.append(StepRecord.failed(player.label, self.tasks[task_id], TASK_ERROR, error))
-            records += self._play(player, [runners[t] for t in job.task_ids if t in runners])
+            records += self._play(player, scorable)
         return JobResult(records, os.getpid(), peak_rss_mb(), self.baseline_seconds)
 
-    def _play(self, player: Player, runners: list[TaskRunner]) -> list[StepRecord]:
+    def _play(self, player: Player, task_ids: list[str]) -> list[StepRecord]:
+        # Runners are looked up at each use, never held: a cache smaller than a job may evict
+        # (and close) one between its observation and its scoring; it is then rebuilt.
         if player.actions is not None:
-            runners = [r for r in runners if r.task.id in player.actions]
-            actions = [player.actions[r.task.id] for r in runners]
+            task_ids = [t for t in task_ids if t in player.actions]
+            actions = [player.actions[t] for t in task_ids]
             act_seconds = 0.0
         else:
             start = time.perf_counter()
+            observations = [self.runner(t).observation() for t in task_ids]
             try:
                 agent = self.agent(player.agent)  # type: ignore[arg-type]
-                actions = list(agent.act_batch([r.observation() for r in runners]))
-                if len(actions) != len(runners):
+                actions = list(agent.act_batch(observations))
+                if len(actions) != len(task_ids):
                     raise ValueError(
-                        f"act_batch returned {len(actions)} actions for {len(runners)} observations"
+                        f"act_batch returned {len(actions)} actions for {len(task_ids)} observations"
                     )
             except Exception as err:  # an agent's failure is recorded per task, never hidden
                 message = f"{type(err).__name__}: {err}"
-                return [StepRecord.failed(player.label, r.task, AGENT_ERROR, message) for r in runners]
-            act_seconds = (time.perf_counter() - start) / max(len(runners), 1)
+                tasks = [self.tasks[t] for t in task_ids]
+                return [StepRecord.failed(player.label, t, AGENT_ERROR, message) for t in tasks]
+            act_seconds = (time.perf_counter() - start) / max(len(task_ids), 1)
         records = []
-        for runner, action in zip(runners, actions):
+        for task_id, action in zip(task_ids, actions):
             text = action if isinstance(action, str) else str(action)
-            result = runner.evaluate(text)
-            records.append(StepRecord.from_result(player.label, runner.task, text, result, act_seconds))
+            result = self.runner(task_id).evaluate(text)
+            task = self.tasks[task_id]
+            records.append(StepRecord.from_result(player.label, task, text, result, act_seconds))
         return records
 
     def close(self) -> None:
-        """Close every runner."""
-        for runner in self._runners.values():
-            runner.close()
-        self._runners.clear()
+        """Forget this worker's agents.
+
+        Its runners stay in the process-wide runner cache, which closes them when it evicts them:
+        an environment or ``evaluate`` in this process may be using the same runners.
+        """
+        self._agents.clear()
 
 
 _WORKER: Worker | None = None
@@ -346,8 +365,28 @@ def _results(config: RunConfig, jobs: list[Job], workers: int) -> Iterator[JobRe
             worker.close()
         return
     ctx = mp.get_context("spawn")
-    with ctx.Pool(workers, initializer=init_worker, initargs=(config,)) as pool:
+    with _sigint_ignored():  # spawned workers inherit it: Ctrl-C interrupts only this process
+        pool = ctx.Pool(workers, initializer=init_worker, initargs=(config,))
+    with pool:
         yield from pool.imap_unordered(run_job, jobs)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT while processes are started (only in the main thread, where signals live).
+
+    A terminal sends Ctrl-C to every process of the foreground group; workers started with SIGINT
+    ignored leave it to the parent, which stops the pool and reports once, with no traceback
+    from each worker.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run_jobs(

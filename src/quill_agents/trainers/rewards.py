@@ -2,10 +2,11 @@
 
 * :class:`EnvironmentReward` is a TRL reward function (``reward_funcs=[EnvironmentReward()]``)
   that scores each completion with :class:`quill_env.TaskRunner`: the SQL is extracted with
-  :func:`quill_env.prompt.extract_sql`, batches are evaluated in parallel worker processes that
-  keep one ``TaskRunner`` per task id (baselines and variant databases are built once per
-  worker), and the share of every verdict is logged through TRL's ``log_metric`` hook. The
-  dataset carries a ``task_id`` column, which TRL passes to reward functions as a keyword.
+  :func:`quill_env.prompt.extract_sql`, batches are evaluated in parallel worker processes whose
+  runners live in the process-wide :func:`quill_env.runners.runner_cache` (baselines and variant
+  databases are built once per worker, and the cache is bounded), and the share of every verdict
+  is logged through TRL's ``log_metric`` hook. The dataset carries a ``task_id`` column, which
+  TRL passes to reward functions as a keyword.
 * :class:`SQLToolEnvironment` is an ``environment_factory`` class for TRL's multi-turn GRPO: the
   model may look at the query plan of a candidate and dry-run it (verdict and error) before it
   submits its final rewrite, which :meth:`SQLToolEnvironment.get_reward` scores.
@@ -28,20 +29,24 @@ from quill_env.evaluator import EvalOptions, EvalResult, TaskRunner
 from quill_env.policy import PolicyViolation, parse_action
 from quill_env.prompt import extract_sql
 from quill_env.reward import Verdict
+from quill_env.runners import runner_cache, suite_runner_key
 from quill_env.tasks import Suite, get_suite
 
 VERDICTS = tuple(v.value for v in Verdict)
 
 
-class RunnerCache:
-    """``TaskRunner`` objects by task id, built on first use and kept (LRU) for reuse.
+class TaskRunners:
+    """Task ids resolved to their runners in the process-wide :func:`~quill_env.runners.runner_cache`.
+
+    Holds no runner itself: runners are built on first use and kept, bounded and least recently
+    used first out, by the shared cache, under the keys :meth:`quill_env.SQLOptEnv.runner` uses,
+    so an environment, the leaderboard pool and these reward workers in one process share them.
 
     Args:
         suites: suite names or directories; task ids ``<suite>/<name>`` are looked up in them
             (by the id's prefix among the shipped suites when ``None``).
         scale: data scale of the task databases (each suite's default when ``None``).
         options: :class:`EvalOptions` fields as a dict (``num_variants``, ``cost``, ...).
-        capacity: how many runners stay open.
     """
 
     def __init__(
@@ -49,17 +54,18 @@ class RunnerCache:
         suites: Sequence[str] | None = None,
         scale: str | None = None,
         options: Mapping[str, Any] | None = None,
-        capacity: int = 256,
     ) -> None:
         self.suite_names = tuple(suites) if suites else None
         self.scale = scale
         self.options = EvalOptions.from_kwargs(**dict(options or {}))
-        self.capacity = capacity
         self._suites: dict[str, Suite] | None = None
-        self._runners: collections.OrderedDict[str, TaskRunner] = collections.OrderedDict()
 
     def suite_of(self, task_id: str) -> Suite:
-        """The suite that holds ``task_id``."""
+        """The suite that holds ``task_id``.
+
+        Raises:
+            UnknownNameError: no suite of this cache holds it (with a did-you-mean suggestion).
+        """
         prefix = task_id.split("/", 1)[0]
         if self.suite_names is None:
             return get_suite(prefix)
@@ -72,37 +78,25 @@ class RunnerCache:
         return self._suites[prefix]
 
     def runner(self, task_id: str) -> TaskRunner:
-        """The runner of ``task_id`` (built on first use)."""
-        runner = self._runners.get(task_id)
-        if runner is None:
-            suite = self.suite_of(task_id)
-            runner = TaskRunner.from_suite(suite, suite.task(task_id), self.scale, self.options)
-            self._runners[task_id] = runner
-            while len(self._runners) > self.capacity:
-                self._runners.popitem(last=False)[1].close()
-        else:
-            self._runners.move_to_end(task_id)
-        return runner
+        """The runner of ``task_id`` (built on first use, then taken from the shared cache)."""
+        suite = self.suite_of(task_id)
+        task = suite.task(task_id)
+        key = suite_runner_key(suite, task, self.scale, self.options)
+        return runner_cache().get(key, lambda: TaskRunner.from_suite(suite, task, self.scale, self.options))
 
     def evaluate(self, task_id: str, action: str) -> EvalResult:
         """Score ``action`` on ``task_id``."""
         return self.runner(task_id).evaluate(action)
 
-    def close(self) -> None:
-        """Close every runner."""
-        for runner in self._runners.values():
-            runner.close()
-        self._runners.clear()
-
 
 # --- worker processes --------------------------------------------------------------------------
 
-_WORKER_CACHE: RunnerCache | None = None
+_WORKER_RUNNERS: TaskRunners | None = None
 
 
 def _init_worker(suites: tuple[str, ...] | None, scale: str | None, options: dict[str, Any]) -> None:
-    global _WORKER_CACHE
-    _WORKER_CACHE = RunnerCache(suites, scale, options)
+    global _WORKER_RUNNERS
+    _WORKER_RUNNERS = TaskRunners(suites, scale, options)
 
 
 def _summary(result: EvalResult) -> dict[str, Any]:
@@ -116,9 +110,9 @@ def _summary(result: EvalResult) -> dict[str, Any]:
 
 def _score_group(task_id: str, actions: list[str]) -> list[dict[str, Any]]:
     """Score every action of one task in this worker (its runner is reused across calls)."""
-    if _WORKER_CACHE is None:
+    if _WORKER_RUNNERS is None:
         raise RuntimeError("worker not initialised (use EnvironmentReward, not _score_group directly)")
-    return [_summary(_WORKER_CACHE.evaluate(task_id, a)) for a in actions]
+    return [_summary(_WORKER_RUNNERS.evaluate(task_id, a)) for a in actions]
 
 
 def completion_text(completion: Any) -> str:
@@ -178,7 +172,7 @@ class EnvironmentReward:
         self.history: collections.deque[dict[str, Any]] = collections.deque(maxlen=history_size)
         """One dict per scored completion: call, task_id, action, reward, verdict, speedup, error."""
         self._pool: ProcessPoolExecutor | None = None
-        self._local: RunnerCache | None = None
+        self._local: TaskRunners | None = None
 
     # --- scoring ---------------------------------------------------------------------------
 
@@ -206,7 +200,7 @@ class EnvironmentReward:
         out: list[dict[str, Any]] = [{} for _ in actions]
         if self.workers == 0:
             if self._local is None:
-                self._local = RunnerCache(self.suites, self.scale, self.eval_options)
+                self._local = TaskRunners(self.suites, self.scale, self.eval_options)
             for task_id, idx in groups.items():
                 for i in idx:
                     out[i] = _summary(self._local.evaluate(task_id, actions[i]))
@@ -249,13 +243,15 @@ class EnvironmentReward:
         return [r["reward"] for r in results]
 
     def close(self) -> None:
-        """Stop the worker processes and close the runners of this process."""
+        """Stop the worker processes.
+
+        The runners of this process stay in the shared runner cache (bounded), which an
+        environment in this process may be using too.
+        """
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-        if self._local is not None:
-            self._local.close()
-            self._local = None
+        self._local = None
 
     def __enter__(self) -> EnvironmentReward:
         return self
@@ -303,14 +299,15 @@ class SQLToolEnvironment:
     TRL calls :meth:`reset` with the dataset row (which carries ``task_id``), exposes the public
     methods (:meth:`dry_run`, :meth:`query_plan`, :meth:`submit`) as tools, and calls
     :meth:`get_reward` once the rollout ends. Make a factory with
-    :func:`tool_environment_factory`, which shares one runner cache among the instances.
+    :func:`tool_environment_factory`, whose instances share their suites, scale and options.
 
     Args:
-        cache: the runners (one per task id) the episodes evaluate with.
+        runners: where the episodes' runners come from (the shipped suites at their default
+            scale and default options when ``None``).
     """
 
-    def __init__(self, cache: RunnerCache | None = None) -> None:
-        self._cache = cache or RunnerCache()
+    def __init__(self, runners: TaskRunners | None = None) -> None:
+        self._runners = runners or TaskRunners()
         self._task_id: str | None = None
         self._answer: str | None = None
         self._result: EvalResult | None = None
@@ -324,7 +321,7 @@ class SQLToolEnvironment:
         self._answer = None
         self._result = None
         self.tool_calls = 0
-        self._cache.runner(self._task_id)
+        self._runners.runner(self._task_id)
         return TOOL_INSTRUCTIONS
 
     @property
@@ -333,7 +330,7 @@ class SQLToolEnvironment:
             from quill_env.errors import EnvStateError
 
             raise EnvStateError("call reset() before using the tools")
-        return self._cache.runner(self._task_id)
+        return self._runners.runner(self._task_id)
 
     def query_plan(self, sql: str) -> str:
         """Show SQLite's query plan of a candidate rewrite.
@@ -417,9 +414,8 @@ def tool_environment_factory(
     scale: str | None = None,
     eval_options: Mapping[str, Any] | None = None,
 ) -> Callable[[], SQLToolEnvironment]:
-    """A factory of :class:`SQLToolEnvironment` whose instances share one runner cache."""
-    cache = RunnerCache(suites, scale, eval_options)
-    return functools.partial(SQLToolEnvironment, cache)
+    """A factory of :class:`SQLToolEnvironment` whose instances share suites, scale and options."""
+    return functools.partial(SQLToolEnvironment, TaskRunners(suites, scale, eval_options))
 
 
 class ToolEpisodeMetrics:
@@ -453,8 +449,8 @@ class ToolEpisodeMetrics:
 __all__ = [
     "VERDICTS",
     "EnvironmentReward",
-    "RunnerCache",
     "SQLToolEnvironment",
+    "TaskRunners",
     "ToolEpisodeMetrics",
     "completion_text",
     "log_verdicts",
