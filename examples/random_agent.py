@@ -1,10 +1,10 @@
-"""A Gymnasium loop: the identity agent and the reference agent on Quill-v0."""
+"""A Gymnasium loop: the identity agent and the reference agent on Quill-v1."""
 
 import gymnasium as gym
 
 import quill_env  # noqa: F401  (registers the environments)
 
-env = gym.make("Quill-v0", scale="small")
+env = gym.make("Quill-v1", scale="small")
 for episode in range(4):
     obs, info = env.reset(seed=episode)
     task = env.unwrapped.task

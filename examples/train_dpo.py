@@ -32,4 +32,5 @@ if __name__ == "__main__":
         max_steps=args.max_steps,
     )
     report = train_dpo(config)
-    print(f"{report.steps} steps; final loss {report.losses[-1]['loss'] if report.losses else None}")
+    losses = report.losses  # never empty: a run shorter than logging_steps logs its last step
+    print(f"{report.steps} steps; loss {losses[0]['loss']:.4f} -> {losses[-1]['loss']:.4f}")

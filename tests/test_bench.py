@@ -172,8 +172,9 @@ def test_bench_scores_submissions_and_flags_those_that_do_not_validate(bench_res
 def test_validate_missing_file_and_missing_agent_fail_cleanly(tmp_path, capsys):
     assert main(["validate", str(tmp_path / "nope.jsonl")]) == 2
     assert main(["bench", "--agent", "nosuch", "--suite", "shop", "--out", str(tmp_path)]) == 2
-    text = capsys.readouterr().out
-    assert "no such submission file" in text and "unknown agent 'nosuch'" in text
+    captured = capsys.readouterr()
+    assert "no such submission file" in captured.err and "unknown agent 'nosuch'" in captured.err
+    assert captured.out == ""  # errors go to stderr, so a script reading stdout never parses them
 
 
 def test_agent_failures_become_records_not_crashes(shop_suite):

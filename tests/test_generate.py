@@ -217,6 +217,16 @@ def test_exports_load_as_hf_datasets(exported):
         assert set(ds.column_names) == columns and len(ds) == len(rows)
 
 
+def test_export_summary_names_the_source_schemas_for_quill_train(exported):
+    _, out, report = exported
+    summary = json.loads((out / "export.json").read_text())
+    assert (
+        set(summary["schemas"]) <= {"shop", "social"} and sum(summary["schemas"].values()) == report.records
+    )
+    assert summary["held_out_schemas"] == []
+    assert "held-out test schemas in this data: none" in (out / "README.md").read_text()
+
+
 def test_augmented_example_is_renamed_and_still_verifies(run_dir):
     from quill_env.evaluator import TaskRunner
 

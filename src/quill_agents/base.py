@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 Observation = Mapping[str, str]
-"""A ``Quill-v0`` observation: ``schema``, ``query``, ``plan`` (and ``feedback`` in multi-turn)."""
+"""A ``Quill-v1`` observation: ``schema``, ``query``, ``plan`` (and ``feedback`` in multi-turn)."""
 
 
 @runtime_checkable

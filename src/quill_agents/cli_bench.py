@@ -2,7 +2,10 @@
 
 ``quill bench`` runs agents (identity, reference, heuristic; a teacher endpoint or a local model
 when named) and submissions on a split, in worker processes, prints the leaderboard table and
-writes the results JSON, the plots, one submission per agent and ``benchmarks/LEADERBOARD.md``.
+writes the results JSON, the plots and one submission per agent under ``--out``, and regenerates
+the leaderboard page: ``benchmarks/LEADERBOARD.md`` when ``--out`` is the default, else
+``<out>/LEADERBOARD.md`` (``--leaderboard PATH`` names it), so a run with ``--out`` writes only
+inside it.
 ``quill validate FILE`` re-runs a submission from scratch and reports every claim that does not
 reproduce, line by line. Heavy imports (the leaderboard, matplotlib) happen inside the handlers.
 """
@@ -20,10 +23,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from quill_env.cli import EXIT_INTERRUPTED, EXIT_USAGE, print_error
+from quill_env.tasks import SCALES
+
 SHOWN_FAST_P = ("1.5", "2", "5", "10", "50", "1000")
 DEFAULT_RESULTS = "benchmarks/results/leaderboard"
 """As in ``leaderboard.report``; not imported there, so building the parser stays light."""
 DEFAULT_LEADERBOARD = "benchmarks/LEADERBOARD.md"
+LEADERBOARD_NAME = "LEADERBOARD.md"
+"""The page's name inside ``--out`` when ``--out`` is given and ``--leaderboard`` is not."""
 
 
 def _progress(console: Console) -> Progress:
@@ -34,6 +42,7 @@ def _progress(console: Console) -> Progress:
         TimeElapsedColumn(),
         console=console,
         transient=True,
+        disable=not console.is_terminal,
     )
 
 
@@ -63,14 +72,19 @@ def _agents(args: argparse.Namespace, console: Console) -> list[Any]:
     return specs
 
 
-def _summary_tables(title: str, rows: list[tuple[str, dict[str, Any], str]]) -> tuple[Table, Table]:
-    """The leaderboard table and the fast_p table (two, so both fit an 80-column terminal)."""
-    main = Table(title=title)
+def _summary_tables(rows: list[tuple[str, dict[str, Any], str]]) -> tuple[Table, Table]:
+    """The leaderboard table and the fast_p table (two, so both fit an 80-column terminal).
+
+    Agent labels and statuses fold onto more lines on a narrow terminal, never end in an ellipsis;
+    the caller prints the run's title as a line of its own above them.
+    """
+    main = Table()
     for col in ("agent", "tasks", "correct", "mean reward", "improved", "geomean", "ms/step", "status"):
         left = col in ("agent", "status")
-        main.add_column(col, justify="left" if left else "right", no_wrap=col != "status")
+        justify = "left" if left else "right"
+        main.add_column(col, justify=justify, no_wrap=not left, overflow="fold" if left else "ellipsis")
     fast = Table(title="fast_p: share of tasks correct and at least p times faster")
-    fast.add_column("agent")
+    fast.add_column("agent", overflow="fold")
     for p in SHOWN_FAST_P:
         fast.add_column(f"p={p}", justify="right", no_wrap=True)
     for label, s, status in rows:
@@ -97,18 +111,37 @@ def _print_issues(console: Console, issues: list[Any], limit: int = 50) -> None:
         console.print(f"  ... and {len(issues) - limit} more", markup=False, highlight=False)
 
 
+def leaderboard_path(out: str | None, leaderboard: str | None) -> tuple[str, str]:
+    """``(results directory, leaderboard page)`` of ``--out`` and ``--leaderboard``.
+
+    The tracked ``benchmarks/LEADERBOARD.md`` is the page only when neither is given, so a run
+    with ``--out DIR`` writes nothing outside ``DIR`` unless ``--leaderboard PATH`` says so.
+
+    >>> leaderboard_path(None, None)
+    ('benchmarks/results/leaderboard', 'benchmarks/LEADERBOARD.md')
+    >>> leaderboard_path("/tmp/run", None)
+    ('/tmp/run', '/tmp/run/LEADERBOARD.md')
+    >>> leaderboard_path("/tmp/run", "docs/board.md")
+    ('/tmp/run', 'docs/board.md')
+    """
+    if out is None:
+        return DEFAULT_RESULTS, leaderboard or DEFAULT_LEADERBOARD
+    return out, leaderboard or str(Path(out) / LEADERBOARD_NAME)
+
+
 def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     """Run agents and submissions on a split; print, save and regenerate the leaderboard."""
     from quill_agents.leaderboard import BenchConfig, regenerate_leaderboard, run_bench, save_run
 
+    out, page = leaderboard_path(args.out, args.leaderboard)
     if args.regenerate:
-        path = regenerate_leaderboard(args.out, args.leaderboard)
-        console.print(f"regenerated {path} from {args.out}")
+        path = regenerate_leaderboard(out, page)
+        console.print(f"regenerated {path} from {out}", markup=False, highlight=False)
         return 0
     for sub in args.submission or []:
         if not Path(sub).is_file():
-            console.print(f"[red]error:[/] no such submission file: {sub}")
-            return 2
+            print_error(f"no such submission file: {sub}")
+            return EXIT_USAGE
     config = BenchConfig(
         agents=_agents(args, console),
         submissions=args.submission or [],
@@ -120,13 +153,30 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
         task_ids=args.task,
         limit=args.limit,
     )
-    with _progress(console) as progress:
-        job = progress.add_task(f"bench {args.split} / {args.scale or 'default'} / {args.cost}", total=None)
-        result = run_bench(
-            config,
-            run=args.name,
-            progress=lambda done, total: progress.update(job, completed=done, total=total),
+    state = {"done": 0, "total": 0}
+
+    def advance(done: int, total: int) -> None:
+        state.update(done=done, total=total)
+        progress.update(job, completed=done, total=total)
+
+    labels = ", ".join([a.label for a in config.agents] + list(config.submissions))
+    console.print(
+        f"bench: {labels} on the {args.split} split, {args.workers} workers; results go to {out}",
+        markup=False,
+        highlight=False,
+    )
+    what = f"bench {args.split} / {args.scale or 'default'} / {args.cost}"
+    try:
+        with _progress(console) as progress:
+            job = progress.add_task(what, total=None)
+            result = run_bench(config, run=args.name, progress=advance)
+    except KeyboardInterrupt:
+        print_error(
+            f"interrupted after {state['done']} of {state['total'] or '?'} steps; nothing was saved "
+            "(a bench run writes its results when it finishes). Run the command again to start over, "
+            "or a shorter run with --limit N or --task ID"
         )
+        return EXIT_INTERRUPTED
     rows = []
     for entry in result.agents:
         status = "ok" if entry.validated else f"NOT VALIDATED ({len(entry.issues)} issues)"
@@ -143,7 +193,8 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
         f"Quill bench: {', '.join(s['name'] for s in fp['suites'])} / {fp['split']} / {fp['scale']} / "
         f"{fp['cost_mode']} ({len(result.tasks)} tasks, {result.seconds:.1f}s, {args.workers} workers)"
     )
-    for table in _summary_tables(title, rows):
+    console.print(title, markup=False, highlight=False)
+    for table in _summary_tables(rows):
         console.print(table)
     failed = False
     for entry in result.agents:
@@ -166,14 +217,14 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
             style="yellow",
             markup=False,
         )
-    paths = save_run(result, args.out, plots=plots)
+    paths = save_run(result, out, plots=plots)
     lines = [f"results: {paths['json']}"]
     lines += [f"plot: {paths[key]}" for key in ("fast_p", "speedups") if key in paths]
     lines += [
         f"submission ({k.split(':', 1)[1]}): {p}" for k, p in paths.items() if k.startswith("submission:")
     ]
     if not args.no_leaderboard:
-        lines.append(f"leaderboard: {regenerate_leaderboard(args.out, args.leaderboard)}")
+        lines.append(f"leaderboard: {regenerate_leaderboard(out, page)}")
     for line in lines:
         console.print(line, highlight=False, markup=False, soft_wrap=True)
     return 1 if failed else 0
@@ -184,8 +235,8 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     from quill_agents.leaderboard import validate_submission
 
     if not Path(args.file).is_file():
-        console.print(f"[red]error:[/] no such submission file: {args.file}")
-        return 2
+        print_error(f"no such submission file: {args.file}")
+        return EXIT_USAGE
     with _progress(console) as progress:
         job = progress.add_task(f"validating {args.file}", total=None)
         report = validate_submission(
@@ -196,13 +247,17 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
             workers=args.workers,
             progress=lambda done, total: progress.update(job, completed=done, total=total),
         )
+    if args.json == "-":
+        print(json.dumps(report.to_dict(), indent=1))
+        return 0 if report.ok else 1
     s = report.summary
     settings = report.settings
     title = (
         f"re-validation of {args.file}: {report.lines} lines, {len(report.records)} actions re-run "
         f"(scale {settings['scale'] or 'default'}, cost {settings['cost']})"
     )
-    for table in _summary_tables(title, [(Path(args.file).name, s, "ok" if report.ok else "FAILED")]):
+    console.print(title, markup=False, highlight=False)
+    for table in _summary_tables([(Path(args.file).name, s, "ok" if report.ok else "FAILED")]):
         console.print(table)
     if settings["cost"] == "wall":
         ci = s.get("wall_ci") or {}
@@ -214,7 +269,7 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report.to_dict(), indent=1) + "\n")
-        console.print(f"report: {args.json}", highlight=False)
+        console.print(f"report: {args.json}", highlight=False, markup=False)
     if report.ok:
         console.print("[green]OK[/]: every line parsed and every claim reproduced")
         return 0
@@ -248,7 +303,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--suite", action="append", default=None, help="suite name or directory (default: all with tasks)"
     )
     bench.add_argument("--split", default="test", choices=["train", "test", "all"])
-    bench.add_argument("--scale", default=None, help="small, medium or large (default: each suite's)")
+    bench.add_argument("--scale", default=None, choices=SCALES, help="default: each suite's (medium)")
     bench.add_argument("--cost", default="work", choices=["work", "wall"])
     bench.add_argument(
         "--workers", type=int, default=_workers_default(), help="worker processes (0: in-process)"
@@ -256,8 +311,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--task", action="append", default=None, help="only this task id (repeatable)")
     bench.add_argument("--limit", type=int, default=None, help="only the first N tasks")
     bench.add_argument("--name", default=None, help="run name (default: time-split-scale-cost)")
-    bench.add_argument("--out", default=DEFAULT_RESULTS, help="results directory")
-    bench.add_argument("--leaderboard", default=DEFAULT_LEADERBOARD, help="the Markdown page to regenerate")
+    bench.add_argument(
+        "--out",
+        default=None,
+        help=f"results directory (default: {DEFAULT_RESULTS}); nothing is written outside it",
+    )
+    bench.add_argument(
+        "--leaderboard",
+        default=None,
+        help=f"the Markdown page to regenerate (default: {DEFAULT_LEADERBOARD} without --out, "
+        f"else OUT/{LEADERBOARD_NAME})",
+    )
     bench.add_argument("--no-leaderboard", action="store_true", help="do not regenerate the leaderboard page")
     bench.add_argument("--no-plots", action="store_true", help="do not draw the PNG plots")
     bench.add_argument("--regenerate", action="store_true", help="only regenerate the page from --out")
@@ -266,14 +330,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     val = subparsers.add_parser("validate", help="re-run a submission and check that its claims reproduce")
     val.add_argument("file", help="submission JSONL: {task_id, action, [verdict, speedup, reward], ...}")
     val.add_argument("--suite", action="append", default=None, help="suite name or directory (default: all)")
-    val.add_argument("--scale", default=None, help="default: the submission's scale, else each suite's")
+    val.add_argument(
+        "--scale", default=None, choices=SCALES, help="default: the submission's scale, else each suite's"
+    )
     val.add_argument(
         "--cost", default=None, choices=["work", "wall"], help="default: the submission's, else work"
     )
     val.add_argument(
         "--workers", type=int, default=_workers_default(), help="worker processes (0: in-process)"
     )
-    val.add_argument("--json", default=None, help="write the full report as JSON")
+    val.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        default=None,
+        metavar="PATH",
+        help="--json alone: print the full report as JSON (and nothing else) to stdout; "
+        "--json PATH: also write it to PATH",
+    )
     val.add_argument("--max-issues", type=int, default=200, help="issues to print")
     val.set_defaults(func=cmd_validate)
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from rich.console import Console
 
+from quill_env.cli import EXIT_INTERRUPTED, print_error, print_warning, scale_list
+
 
 def _csv(text: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in text.split(",") if p.strip())
@@ -31,8 +33,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["auto", "querygen", "teacher"],
         help="who writes slow queries (auto: the teacher when one is configured)",
     )
-    gen.add_argument("--suites", default="", help="comma-separated schemas (default: every shipped suite)")
-    gen.add_argument("--scale", default="medium", help="scale tier(s), comma-separated")
+    gen.add_argument(
+        "--suites",
+        default="",
+        help="comma-separated schemas (default: every training schema; the held-out test schemas "
+        "clinic and logistics only with --include-test-schemas)",
+    )
+    gen.add_argument(
+        "--include-test-schemas",
+        action="store_true",
+        help="ALSO draw from the held-out test schemas and keep queries shaped like test-split tasks "
+        "(the data then overlaps the test split: never train a model you will test on it)",
+    )
+    gen.add_argument("--scale", default="medium", type=scale_list, help="scale tier(s), comma-separated")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--k", type=int, default=4, help="optimizations asked for per slow query")
     gen.add_argument("--round-size", type=int, default=20, help="draws per ReST-EM round")
@@ -41,7 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--min-baseline-work", type=int, default=2000)
     gen.add_argument("--max-per-shape", type=int, default=3, help="slow queries kept per literal-free shape")
     gen.add_argument("--max-per-query", type=int, default=2, help="rewrites kept per slow query")
-    gen.add_argument("--variants", type=int, default=8, help="variant databases to verify on")
+    gen.add_argument(
+        "--variants", type=int, default=None, help="variant databases to verify on (default: every mutation)"
+    )
     gen.add_argument("--json", action="store_true", help="print the final statistics as JSON")
     gen.set_defaults(func=cmd_generate)
 
@@ -54,6 +69,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     exp.add_argument("--seed", type=int, default=0, help="seed of the renamings")
     exp.add_argument("--verify", action="store_true", help="score every renamed example; drop failures")
     exp.add_argument("--no-hf", action="store_true", help="skip the Hugging Face datasets copy")
+    exp.add_argument(
+        "--include-test-schemas",
+        action="store_true",
+        help="export records from the held-out test schemas too (refused by default: they overlap "
+        "the test split)",
+    )
     exp.set_defaults(func=cmd_export)
 
 
@@ -98,7 +119,13 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
         num_variants=args.variants,
         teacher=args.teacher,
         model=args.model,
+        include_test_schemas=args.include_test_schemas,
     )
+    if args.include_test_schemas:
+        print_warning(
+            "--include-test-schemas: this run may draw from the held-out test schemas and test-split "
+            "query shapes; its records overlap the test split"
+        )
     proposer = build_proposer(names, teacher)
     loop = DataLoop(config, proposer, TeacherSource(teacher) if use_teacher_source else None)
     if loop.next_draw:
@@ -111,19 +138,31 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
         TimeElapsedColumn(),
         console=console,
         transient=False,
+        disable=not console.is_terminal,
     )
     with progress:
         job = progress.add_task(_describe(loop.stats), total=config.target, completed=loop.stats.kept)
 
         def update(stats: Any) -> None:
             progress.update(job, completed=stats.kept, description=_describe(stats))
+            if not console.is_terminal and stats.draws % config.round_size == 0:  # a line per round in logs
+                console.print(f"generate: {_describe(stats)}", markup=False, highlight=False)
 
-        stats = loop.run(update)
+        try:
+            stats = loop.run(update)
+        except KeyboardInterrupt:
+            progress.stop()
+            print_error(
+                f"interrupted: {len(loop.store)} verified records are saved in {loop.store.path} "
+                f"({loop.next_draw} draws logged in {loop.draw_log.path}); run the same command again "
+                "to resume where it stopped"
+            )
+            return EXIT_INTERRUPTED
     if args.json:
         print(json.dumps(stats.to_dict(), indent=2))
     else:
-        console.print(_describe(stats))
-        console.print(f"records: {loop.store.path}")
+        console.print(_describe(stats), markup=False, highlight=False)
+        console.print(f"records: {loop.store.path}", markup=False, highlight=False)
     return 0 if stats.kept >= config.target else 1
 
 
@@ -138,16 +177,24 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
         seed=args.seed,
         hf=not args.no_hf,
         verify=args.verify,
+        include_test_schemas=args.include_test_schemas,
     )
     with console.status("exporting"):
         report = export(args.store, args.out, config)
     console.print(
         f"{report.records} records -> {report.sft_rows} SFT rows ({report.augmented_rows} renamed), "
-        f"{report.dpo_rows} DPO pairs; card: {report.files['card']}"
+        f"{report.dpo_rows} DPO pairs; card: {report.files['card']}",
+        markup=False,
+        highlight=False,
     )
     if report.augment_failures or report.verify_failures:
         console.print(
             f"[yellow]{report.augment_failures} renamings failed, "
             f"{report.verify_failures} renamed examples did not verify (dropped)[/]"
         )
-    return 0 if report.records else 1
+    if report.held_out_schemas:
+        print_warning(
+            f"exported records of the held-out test schemas {', '.join(report.held_out_schemas)} "
+            "(--include-test-schemas): do not test a model trained on them on the test split"
+        )
+    return 0

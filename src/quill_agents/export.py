@@ -28,8 +28,9 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
+from quill_agents.heldout import check_schemas, held_out_records
 from quill_agents.store import DRAWS_FILE, RECORDS_FILE, read_jsonl
-from quill_env.errors import ConfigError
+from quill_env.errors import ConfigError, StoreError
 from quill_env.prompt import build_messages, format_completion
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,8 @@ class ExportConfig:
         hf: also save Hugging Face datasets (when ``datasets`` is installed).
         verify: score every renamed example on its renamed database and drop those that fail.
         max_indexes: the index allowance written into the system prompt.
+        include_test_schemas: export records from the held-out test schemas too (refused by
+            default: such data overlaps the test split).
     """
 
     multiplier: int = 4
@@ -59,6 +62,7 @@ class ExportConfig:
     hf: bool = True
     verify: bool = False
     max_indexes: int = 3
+    include_test_schemas: bool = False
 
     def __post_init__(self) -> None:
         if self.multiplier < 1:
@@ -79,6 +83,10 @@ class ExportReport:
     verify_failures: int = 0
     files: dict[str, str] = field(default_factory=dict)
     hf_saved: bool = False
+    schemas: dict[str, int] = field(default_factory=dict)
+    """Records per source schema (``quill train`` reads it to refuse held-out schemas)."""
+    held_out_schemas: list[str] = field(default_factory=list)
+    """The held-out test schemas among ``schemas`` (empty unless ``include_test_schemas``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serializable form."""
@@ -86,9 +94,17 @@ class ExportReport:
 
 
 def load_records(store: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The records of a store file or run directory (a torn last line is skipped, not repaired)."""
+    """The records of a store file or run directory (a torn last line is skipped, not repaired).
+
+    Raises:
+        StoreError: the store does not exist (no such file, or a directory without ``records.jsonl``).
+    """
     path = Path(store)
-    return read_jsonl(path / RECORDS_FILE if path.is_dir() else path)
+    file = path / RECORDS_FILE if path.is_dir() else path
+    if not file.is_file():
+        what = f"{path} has no {RECORDS_FILE}" if path.is_dir() else f"no such store: {path}"
+        raise StoreError(f"{what} (expected the run directory of quill generate, or its {RECORDS_FILE})")
+    return read_jsonl(file)
 
 
 # --- observations --------------------------------------------------------------------------
@@ -290,14 +306,25 @@ def export(
 
     Returns:
         What was written.
+
+    Raises:
+        StoreError: the store does not exist or holds no records (nothing is written).
+        ConfigError: records come from a held-out test schema and ``config.include_test_schemas``
+            is false (nothing is written).
     """
     from quill_env.augment import rename_sql
 
     config = config or ExportConfig()
     records = load_records(store)
+    if not records:
+        raise StoreError(f"{store} holds no records yet: nothing to export (run quill generate first)")
+    held = held_out_records(records)
+    check_schemas(held, include_test_schemas=config.include_test_schemas, what="export records of")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report = ExportReport(records=len(records))
+    report.schemas = dict(Counter(str(r["suite"]) for r in records).most_common())
+    report.held_out_schemas = sorted(held)
     builder = ObservationBuilder(records, seed=config.seed)
     sft: list[dict[str, Any]] = []
     dpo: list[dict[str, Any]] = []
@@ -365,9 +392,16 @@ def _save_hf(out: Path, tables: Mapping[str, list[dict[str, Any]]]) -> bool:
             '`datasets` is not installed; skipped the Hugging Face copy (pip install "quill-sql[datasets]")'
         )
         return False
-    for name, rows in tables.items():
-        if rows:
-            datasets.Dataset.from_list(rows).save_to_disk(str(out / "hf" / name))
+    quiet = not datasets.are_progress_bars_disabled()
+    if quiet:  # a "Saving the dataset" bar per table says nothing the export's own summary does not
+        datasets.disable_progress_bars()
+    try:
+        for name, rows in tables.items():
+            if rows:
+                datasets.Dataset.from_list(rows).save_to_disk(str(out / "hf" / name))
+    finally:
+        if quiet:
+            datasets.enable_progress_bars()
     return True
 
 
@@ -433,6 +467,8 @@ def dataset_card(
     lines += [f"- proposer {k}: {v} records" for k, v in proposers.most_common()]
     lines += [f"- slow queries from: {', '.join(sorted({str(r.get('slow_source')) for r in records}))}"]
     lines += [f"- engines: {', '.join(sorted({str(r.get('engine')) for r in records}))}"]
+    held = ", ".join(report.held_out_schemas) or "none"
+    lines += [f"- held-out test schemas in this data: {held}"]
     lines += [f"- quill versions: {', '.join(sorted({str(r.get('quill_version')) for r in records}))}"]
     if usage:
         lines += ["- teacher usage: " + ", ".join(f"{k}={v:,.4g}" for k, v in sorted(usage.items()))]

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from quill_agents.fingerprints import action_fingerprint, shape_fingerprint
+from quill_agents.heldout import check_schemas, held_out_shapes, training_schemas
 from quill_agents.proposers import (
     CompositeProposer,
     DrawContext,
@@ -64,7 +65,8 @@ class GenerateConfig:
     Args:
         out: the run directory (``records.jsonl`` and ``draws.jsonl`` live there).
         target: stop when the store holds this many verified records.
-        suites: schemas (suite names) to draw from; empty means every shipped suite.
+        suites: schemas (suite names) to draw from; empty means every shipped suite that is not a
+            held-out test schema (:func:`~quill_agents.heldout.held_out_schemas`).
         scales: database scale tiers to draw from.
         seed: the run's seed; draw ``d`` uses ``numpy.random.default_rng([seed, d])``.
         k: optimizations asked for per slow query.
@@ -81,6 +83,10 @@ class GenerateConfig:
         target_mix: the target speedup mix (bucket -> share).
         teacher: name of the optimizer (recorded with every record).
         model: the teacher's model name (recorded with every record).
+        include_test_schemas: also draw from the held-out test schemas (``clinic``,
+            ``logistics``) and keep slow queries shaped like test-split tasks; the data then
+            overlaps the test split. Off by default; naming a held-out schema in ``suites``
+            without it is a :class:`~quill_env.errors.ConfigError`.
     """
 
     out: str
@@ -97,10 +103,11 @@ class GenerateConfig:
     round_size: int = 20
     n_examples: int = 4
     max_draws: int | None = None
-    num_variants: int = 8
+    num_variants: int | None = None
     target_mix: Mapping[str, float] = field(default_factory=lambda: dict(TARGET_MIX))
     teacher: str = "heuristic"
     model: str | None = None
+    include_test_schemas: bool = False
 
     def __post_init__(self) -> None:
         if self.target < 1:
@@ -113,6 +120,7 @@ class GenerateConfig:
             raise ConfigError("scales must name at least one scale tier")
         if abs(sum(self.target_mix.values()) - 1.0) > 1e-6:
             raise ConfigError(f"target_mix must sum to 1, got {dict(self.target_mix)}")
+        check_schemas(self.suites, include_test_schemas=self.include_test_schemas)
 
     @property
     def draw_limit(self) -> int:
@@ -187,7 +195,7 @@ class DataLoop:
         self.config = config
         self.propose = propose
         self.source = source or ProceduralSource()
-        names = list(config.suites) or list_suites()
+        names = list(config.suites) or (list_suites() if config.include_test_schemas else training_schemas())
         self.suites = {n: get_suite(n) for n in names}
         self.suite_names = list(self.suites)
         self.families = list(FAMILIES)
@@ -195,6 +203,7 @@ class DataLoop:
         self.store = DatasetStore(self.out / RECORDS_FILE)
         self.draw_log = JsonlLog(self.out / DRAWS_FILE)
         self._ctx: dict[tuple[str, str], SchemaContext] = {}
+        self._held_out: dict[str, set[str]] = {}
         self.next_draw = max((int(e["draw"]) for e in self.draw_log), default=-1) + 1
         self.steering = Steering(config.target_mix)
         for rec in self.store.records:
@@ -216,6 +225,15 @@ class DataLoop:
         if key not in self._ctx:
             self._ctx[key] = SchemaContext(self.suites[suite], scale)
         return self._ctx[key]
+
+    def _held_out_shapes(self, suite: str, ctx: SchemaContext) -> set[str]:
+        """Shapes of the suite's test-split queries, which draws must not repeat (none when allowed)."""
+        if suite not in self._held_out:
+            shapes = set()
+            if not self.config.include_test_schemas:
+                shapes = held_out_shapes(self.suites[suite], ctx.schema_map)
+            self._held_out[suite] = shapes
+        return self._held_out[suite]
 
     def _count_draw(self, entry: Mapping[str, Any]) -> None:
         s = self.stats
@@ -288,6 +306,8 @@ class DataLoop:
             return self._close_entry(entry, "duplicate", start, usage_before)
         if self.steering.shapes[sfp] >= cfg.max_per_shape:
             return self._close_entry(entry, "near_duplicate", start, usage_before)
+        if sfp in self._held_out_shapes(suite_name, ctx):
+            return self._close_entry(entry, "test_task", start, usage_before)
         suite = self.suites[suite_name]
         task = Task(
             id=f"{suite_name}/gen-{d:06d}", query=cand.query, reference=cand.reference or None,

@@ -120,7 +120,7 @@ class PolicyAgent(BaseAgent):
         """Raw completions: ``num_samples`` per observation, in order.
 
         Args:
-            observations: ``Quill-v0`` observations.
+            observations: ``Quill-v1`` observations.
             num_samples: completions per observation (sampling needs ``temperature > 0``).
             temperature: overrides the agent's temperature for this call.
         """

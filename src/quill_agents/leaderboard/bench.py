@@ -185,7 +185,10 @@ def _prepare(suites: Sequence[Suite], scale: str | None) -> None:
 
 
 def default_run_name(split: str, scale: str | None, cost: str) -> str:
-    """``<UTC time>-<split>-<scale>-<cost>``, the default name of a run."""
+    """``<UTC time>-<split>-<scale>-<cost>``, the default name of a run.
+
+    ``scale`` is the resolved tier (``run_bench`` passes the fingerprint's, e.g. ``medium``).
+    """
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{split}-{scale or 'default'}-{cost}"
 
@@ -291,10 +294,11 @@ def run_bench(
         sub_result = _submission_result(sub, by_agent[player.label], tasks, config)
         sub_result.label = player.label
         results.append(sub_result)
+    fp = fingerprint(used, scale=config.scale, cost=config.cost, split=config.split)
     return BenchResult(
-        run=run or default_run_name(config.split, config.scale, config.cost),
+        run=run or default_run_name(config.split, fp["scale"], config.cost),
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        fingerprint=fingerprint(used, scale=config.scale, cost=config.cost, split=config.split),
+        fingerprint=fp,
         tasks=task_ids,
         agents=results,
         pool=stats,

@@ -88,6 +88,11 @@ class TrainConfig:
         },
     )
     split: str = config_field("Task split to train on: train, test or all.", "train")
+    include_test_schemas: bool = config_field(
+        "Train on an exported dataset even when its export.json lists held-out test schemas "
+        "(clinic, logistics): refused by default, since such data overlaps the test split.",
+        False,
+    )
     scale: str | None = config_field(
         "Data scale of the task databases (small/medium/large); suite default if unset."
     )
@@ -159,6 +164,9 @@ class TrainConfig:
     def trl_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of TRL's config classes that this config sets (plus ``trl_args``)."""
         bf16 = self.resolved_bf16()
+        logging_steps = self.logging_steps
+        if 0 < self.max_steps < logging_steps:
+            logging_steps = self.max_steps  # else a short run never logs a loss
         kwargs: dict[str, Any] = {
             "output_dir": self.output_dir,
             "learning_rate": self.learning_rate,
@@ -166,16 +174,35 @@ class TrainConfig:
             "max_steps": self.max_steps,
             "per_device_train_batch_size": self.per_device_train_batch_size,
             "gradient_accumulation_steps": self.gradient_accumulation_steps,
-            "gradient_checkpointing": self.gradient_checkpointing,
-            "logging_steps": self.logging_steps,
+            _checkpointing_field(): self.gradient_checkpointing,
+            "logging_steps": logging_steps,
             "seed": self.seed,
             "bf16": bf16,
             "use_cpu": self.use_cpu,
             "report_to": self.report_to,
             "save_strategy": "no",
+            "dataloader_pin_memory": not self.use_cpu and _accelerator_available(),
         }
         kwargs.update(self.trl_args)
         return kwargs
+
+
+def _checkpointing_field() -> str:
+    """``activation_checkpointing`` where transformers has it (5.x), else ``gradient_checkpointing``."""
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+
+
+def _accelerator_available() -> bool:
+    """Whether torch sees an accelerator (pinned memory helps only then)."""
+    import torch
+
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None:
+        return bool(accelerator.is_available())
+    return bool(torch.cuda.is_available())
 
 
 # --- models ------------------------------------------------------------------------------------
@@ -356,7 +383,7 @@ def select_tasks(
 
 
 def observation_of(suite: Suite, task: Task, scale: str | None = None) -> dict[str, str]:
-    """The ``Quill-v0`` observation of a suite task (schema, query, plan) at ``scale``."""
+    """The ``Quill-v1`` observation of a suite task (schema, query, plan) at ``scale``."""
     from quill_env.evaluator import EvalOptions, TaskRunner
 
     runner = TaskRunner.from_suite(suite, task, scale, EvalOptions(num_variants=0))
@@ -460,9 +487,41 @@ def to_dataset(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Any
     return Dataset.from_list([{c: r[c] for c in columns} for r in rows])
 
 
+def check_dataset_schemas(path: str | os.PathLike[str], include_test_schemas: bool = False) -> None:
+    """Refuse an exported dataset whose ``export.json`` (beside it) lists held-out test schemas.
+
+    Args:
+        path: the dataset file (``sft.jsonl`` or ``dpo.jsonl`` of ``quill export``).
+        include_test_schemas: allow them anyway (a warning is logged).
+
+    Raises:
+        ConfigError: the export holds records of a held-out schema and ``include_test_schemas``
+            is false, or its ``export.json`` is unreadable.
+    """
+    from quill_agents.heldout import check_schemas, held_out_schemas
+
+    summary = Path(path).parent / "export.json"
+    if not summary.is_file():
+        return  # not written by quill export: nothing to go by
+    try:
+        schemas = json.loads(summary.read_text()).get("schemas") or {}
+    except (OSError, json.JSONDecodeError, AttributeError) as err:
+        raise ConfigError(f"cannot read {summary}: {err}") from None
+    check_schemas(schemas, include_test_schemas=include_test_schemas, what="train on")
+    held = sorted(set(schemas) & set(held_out_schemas()))
+    if held:
+        logger.warning("training on records of the held-out test schemas %s", ", ".join(held))
+
+
 def training_rows(config: TrainConfig, kind: str) -> list[dict[str, Any]]:
-    """The SFT or DPO rows a config asks for: the export when given, else the seed set."""
+    """The SFT or DPO rows a config asks for: the export when given, else the seed set.
+
+    Raises:
+        ConfigError: the dataset is unusable, or (see :func:`check_dataset_schemas`) it was
+            exported from held-out test schemas and ``config.include_test_schemas`` is false.
+    """
     if config.dataset:
+        check_dataset_schemas(config.dataset, config.include_test_schemas)
         return load_jsonl(config.dataset, kind)
     pairs = select_tasks(resolve_suites(config.suites), config.split, config.task_ids)
     rows = seed_sft_rows(pairs, config.scale) if kind == "sft" else seed_dpo_rows(pairs, config.scale)
@@ -593,7 +652,8 @@ class TrainingReport:
     peak_memory_kind: str = ""
     parameters: dict[str, int] = field(default_factory=dict)
     losses: list[dict[str, float]] = field(default_factory=list)
-    """``{"step", "loss"}`` per logging step."""
+    """``{"step", "loss"}`` per logging step (when no logging step fell inside the run, one entry:
+    the run's mean training loss at its last step)."""
     rewards: list[dict[str, float]] = field(default_factory=list)
     """``{"step", "reward", "reward_std", "quill/...": ...}`` per logging step (online RL)."""
     log_history: list[dict[str, Any]] = field(default_factory=list)
@@ -624,6 +684,11 @@ def report_from_trainer(
     """Build the report of a finished TRL trainer from its log history."""
     history = list(trainer.state.log_history)
     losses = [{"step": h["step"], "loss": h["loss"]} for h in history if "loss" in h]
+    if not losses:  # no logging step fell inside the run: the mean loss transformers reports at the end
+        final = [h for h in history if "train_loss" in h]
+        if final:
+            step = final[-1].get("step", trainer.state.global_step)
+            losses = [{"step": step, "loss": final[-1]["train_loss"]}]
     rewards = []
     for h in history:
         if "reward" in h:
@@ -685,6 +750,7 @@ __all__ = [
     "TrainingReport",
     "build_offline_trainer",
     "build_trl_trainer",
+    "check_dataset_schemas",
     "load_jsonl",
     "load_model",
     "load_model_and_tokenizer",

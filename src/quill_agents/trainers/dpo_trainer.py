@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from quill_agents.trainers.common import TrainerOptions, TrainingReport, build_offline_trainer, run_and_save
 from quill_agents.trainers.dpo_config import DPOTrainConfig
+from quill_agents.trainers.noise import quiet_third_party_noise
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -44,6 +45,7 @@ def build_dpo_trainer(
         **options: ``model``, ``tokenizer``, ``ref_model`` and ``callbacks`` (see
             :class:`DPOOptions`).
     """
+    quiet_third_party_noise()
     from trl import DPOTrainer
 
     options.setdefault("ref_model", None)

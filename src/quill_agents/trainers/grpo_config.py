@@ -31,7 +31,9 @@ class OnlineRLConfig(TrainConfig):
     reward_workers: int = config_field(
         "Worker processes that evaluate completions in parallel (0: in the training process).", 4
     )
-    num_variants: int = config_field("Variant databases each rewrite must also match (0-8).", 8)
+    num_variants: int | None = config_field(
+        "Variant databases each rewrite must also match (None: every mutation, 0 disables them).", None
+    )
     cost: str = config_field("Cost mode of the reward: 'work' (deterministic) or 'wall'.", "work")
     log_completions: bool = config_field("Log a table of sampled completions with their rewards.", False)
 

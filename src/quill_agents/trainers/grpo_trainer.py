@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from quill_agents.trainers.common import TrainingReport
 from quill_agents.trainers.grpo_config import GRPOTrainConfig
+from quill_agents.trainers.noise import quiet_third_party_noise
 from quill_agents.trainers.online import (  # noqa: F401  (rl_prompt_rows ... run_online lived here)
     OnlineOptions,
     OnlineTrainer,
@@ -49,6 +50,7 @@ def build_grpo_trainer(
         **options: ``model``, ``tokenizer``, ``reward`` and ``callbacks`` (see
             :class:`~quill_agents.trainers.online.OnlineOptions`).
     """
+    quiet_third_party_noise()
     from trl import GRPOTrainer
 
     if config.multi_turn:

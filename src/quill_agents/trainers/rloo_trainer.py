@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from quill_agents.trainers.common import TrainingReport
+from quill_agents.trainers.noise import quiet_third_party_noise
 from quill_agents.trainers.online import OnlineOptions, OnlineTrainer, build_online_trainer, train_online
 from quill_agents.trainers.rloo_config import RLOOTrainConfig
 
@@ -32,6 +33,7 @@ def build_rloo_trainer(
         **options: ``model``, ``tokenizer``, ``reward`` and ``callbacks`` (see
             :class:`~quill_agents.trainers.online.OnlineOptions`).
     """
+    quiet_third_party_noise()
     from trl import RLOOTrainer
 
     return build_online_trainer(RLOOTrainer, config, rows, **options)

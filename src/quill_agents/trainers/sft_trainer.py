@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from quill_agents.trainers.common import TrainerOptions, TrainingReport, build_offline_trainer, run_and_save
+from quill_agents.trainers.noise import quiet_third_party_noise
 from quill_agents.trainers.sft_config import SFTTrainConfig
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ def build_sft_trainer(
         **options: ``model``, ``tokenizer`` and ``callbacks`` (see
             :class:`~quill_agents.trainers.common.TrainerOptions`).
     """
+    quiet_third_party_noise()
     from trl import SFTTrainer
 
     return build_offline_trainer(SFTTrainer, config, "sft", rows, **options)
