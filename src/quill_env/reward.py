@@ -172,7 +172,7 @@ def index_term(n_indexes: int, penalty: float = 0.02) -> float:
     >>> index_term(0), index_term(2)
     (0.0, -0.04)
     """
-    return round(-penalty * n_indexes, 6)
+    return round(-penalty * n_indexes, 6) + 0.0  # never -0.0
 
 
 def compute_reward(
