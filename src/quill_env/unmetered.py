@@ -57,7 +57,8 @@ def unmetered_uses(tree: exp.Expression) -> set[str]:
     """The unmetered constructs ``tree`` uses, by name (``like(expr)`` for a computed pattern).
 
     >>> import sqlglot
-    >>> sorted(unmetered_uses(sqlglot.parse_one("SELECT a || b FROM t WHERE a LIKE '%' || b AND c LIKE 'x%'")))
+    >>> tree = sqlglot.parse_one("SELECT a || b FROM t WHERE a LIKE '%' || b AND c LIKE 'x%'")
+    >>> sorted(unmetered_uses(tree))
     ['like(expr)', '||']
     """
     found: set[str] = set()
