@@ -236,6 +236,32 @@ def _snapshot_bytes() -> int:
     return int(float(value) * (1 << 20)) if value else SNAPSHOT_BYTES
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # alive, owned by another user
+        return True
+    return True
+
+
+def _sweep_snapshots(directory: Path) -> None:
+    """Delete the snapshots that a process which no longer runs left behind (killed, crashed).
+
+    A snapshot is named ``<stem>-<pid>-<random>.sqlite``; it is removed when its owner exits
+    normally, but a ``SIGKILL`` or an OOM kill would otherwise leave a database-sized file.
+    """
+    for entry in directory.glob("*.sqlite"):
+        parts = entry.stem.rsplit("-", 2)
+        if len(parts) != 3 or not parts[1].isdigit():
+            continue
+        pid = int(parts[1])
+        if pid != os.getpid() and not _pid_alive(pid):
+            with contextlib.suppress(OSError):
+                entry.unlink()
+
+
 def _remove_snapshot(conn: apsw.Connection, path: str) -> None:
     with contextlib.suppress(apsw.Error):
         conn.close()
@@ -370,7 +396,9 @@ class SQLiteBackend(Backend):
     def _snapshot(cls, path: Path, timer: Timer) -> SQLiteBackend:
         directory = cache_dir() / "snapshots"
         directory.mkdir(parents=True, exist_ok=True)
-        fd, copy = tempfile.mkstemp(prefix=path.stem + "-", suffix=".sqlite", dir=directory)
+        _sweep_snapshots(directory)
+        prefix = f"{path.stem}-{os.getpid()}-"
+        fd, copy = tempfile.mkstemp(prefix=prefix, suffix=".sqlite", dir=directory)
         os.close(fd)
         try:
             shutil.copyfile(path, copy)
