@@ -216,6 +216,20 @@ def test_bench_with_out_writes_nothing_outside_it(bench_run):
     assert sorted(p.name for p in root.iterdir()) == ["cwd", "out"]
 
 
+def test_bench_without_out_writes_only_to_the_ignored_outputs_folder(tmp_path, shop_suite):
+    """The main job run from a checkout must not rewrite the tracked page or tracked results."""
+    proc = quill(
+        "bench", "--agent", "identity", "--suite", "shop", "--task", "shop/pending_in_january",
+        "--workers", "0", "--no-plots", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["outputs"]
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert "outputs/leaderboard/LEADERBOARD.md" in written
+    assert all(name.startswith("outputs/leaderboard/") for name in written)
+    assert not (tmp_path / "benchmarks").exists()
+
+
 def test_bench_run_name_says_the_scale(bench_run):
     root, _, _ = bench_run
     (result,) = (root / "out").glob("*.json")

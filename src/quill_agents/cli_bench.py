@@ -2,10 +2,11 @@
 
 ``quill bench`` runs agents (identity, reference, heuristic; a teacher endpoint or a local model
 when named) and submissions on a split, in worker processes, prints the leaderboard table and
-writes the results JSON, the plots and one submission per agent under ``--out``, and regenerates
-the leaderboard page: ``benchmarks/LEADERBOARD.md`` when ``--out`` is the default, else
-``<out>/LEADERBOARD.md`` (``--leaderboard PATH`` names it), so a run with ``--out`` writes only
-inside it.
+writes the results JSON, the plots and one submission per agent under ``--out`` (default
+``outputs/leaderboard``, which git ignores), and regenerates the leaderboard page
+``<out>/LEADERBOARD.md`` (``--leaderboard PATH`` names another), so a run writes only inside
+``--out`` and never changes a tracked file unless told to. The published page is rebuilt with
+``--out benchmarks/results/leaderboard --leaderboard benchmarks/LEADERBOARD.md``.
 ``quill validate FILE`` re-runs a submission from scratch and reports every claim that does not
 reproduce, line by line. Heavy imports (the leaderboard, matplotlib) happen inside the handlers.
 """
@@ -27,11 +28,11 @@ from quill_env.cli import EXIT_INTERRUPTED, EXIT_USAGE, print_error
 from quill_env.tasks import SCALES
 
 SHOWN_FAST_P = ("1.5", "2", "5", "10", "50", "1000")
-DEFAULT_RESULTS = "benchmarks/results/leaderboard"
-"""As in ``leaderboard.report``; not imported there, so building the parser stays light."""
-DEFAULT_LEADERBOARD = "benchmarks/LEADERBOARD.md"
+DEFAULT_RESULTS = "outputs/leaderboard"
+"""Where a run goes without ``--out``: git ignores ``outputs/``, so the main job run from a
+checkout leaves the tracked results and ``benchmarks/LEADERBOARD.md`` as they are."""
 LEADERBOARD_NAME = "LEADERBOARD.md"
-"""The page's name inside ``--out`` when ``--out`` is given and ``--leaderboard`` is not."""
+"""The page's name inside ``--out`` when ``--leaderboard`` is not given."""
 
 
 def _progress(console: Console) -> Progress:
@@ -114,18 +115,16 @@ def _print_issues(console: Console, issues: list[Any], limit: int = 50) -> None:
 def leaderboard_path(out: str | None, leaderboard: str | None) -> tuple[str, str]:
     """``(results directory, leaderboard page)`` of ``--out`` and ``--leaderboard``.
 
-    The tracked ``benchmarks/LEADERBOARD.md`` is the page only when neither is given, so a run
-    with ``--out DIR`` writes nothing outside ``DIR`` unless ``--leaderboard PATH`` says so.
+    A run writes nothing outside its results directory unless ``--leaderboard PATH`` says so.
 
     >>> leaderboard_path(None, None)
-    ('benchmarks/results/leaderboard', 'benchmarks/LEADERBOARD.md')
+    ('outputs/leaderboard', 'outputs/leaderboard/LEADERBOARD.md')
     >>> leaderboard_path("/tmp/run", None)
     ('/tmp/run', '/tmp/run/LEADERBOARD.md')
     >>> leaderboard_path("/tmp/run", "docs/board.md")
     ('/tmp/run', 'docs/board.md')
     """
-    if out is None:
-        return DEFAULT_RESULTS, leaderboard or DEFAULT_LEADERBOARD
+    out = out or DEFAULT_RESULTS
     return out, leaderboard or str(Path(out) / LEADERBOARD_NAME)
 
 
@@ -319,8 +318,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument(
         "--leaderboard",
         default=None,
-        help=f"the Markdown page to regenerate (default: {DEFAULT_LEADERBOARD} without --out, "
-        f"else OUT/{LEADERBOARD_NAME})",
+        help=f"the Markdown page to regenerate (default: OUT/{LEADERBOARD_NAME})",
     )
     bench.add_argument("--no-leaderboard", action="store_true", help="do not regenerate the leaderboard page")
     bench.add_argument("--no-plots", action="store_true", help="do not draw the PNG plots")

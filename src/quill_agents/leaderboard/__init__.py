@@ -7,8 +7,8 @@
 Typical use goes through ``quill bench`` and ``quill validate``; in Python::
 
     result = run_bench(BenchConfig(agents=[parse_agent("reference")], scale="small"))
-    save_run(result, "benchmarks/results/leaderboard")
-    regenerate_leaderboard()
+    save_run(result, "outputs/leaderboard")
+    regenerate_leaderboard("outputs/leaderboard", "outputs/leaderboard/LEADERBOARD.md")
     report = validate_submission("run.submission.jsonl")
 """
 
