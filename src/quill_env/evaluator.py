@@ -560,6 +560,20 @@ class TaskRunner:
             max_seconds=max(cfg.budget_factor * record.seconds, 0.05), max_rows=len(record.rows) + 1
         )
 
+    def _twin_budget(self, record: RunRecord, main: RunRecord) -> Budget:
+        """A twin's budget: ``budget_factor`` times the larger of the twin's and the main baseline.
+
+        A twin changes where the answer is, so it can make the original much cheaper than on
+        the main database (the negative twin takes answer rows away) while an equivalent rewrite
+        costs what it costs on the main one; the main baseline is the floor, so such a rewrite
+        is not stopped for being fast where the original happens to be faster still.
+        """
+        budget = self._main_budget(record)
+        floor = self._main_budget(main)
+        if self.options.cost is CostMode.WORK:
+            return dataclasses.replace(budget, max_work=max(budget.max_work, floor.max_work))
+        return dataclasses.replace(budget, max_seconds=max(budget.max_seconds, floor.max_seconds))
+
     def _check_main_and_twins(
         self, act: Action, base: Baseline, limit: float, outcomes: list[VariantOutcome]
     ) -> _Check:
@@ -581,7 +595,7 @@ class TaskRunner:
                 for twin, record in zip(self.twins, base.twins):
                     with twin_applied(backend, twin):
                         check = self._run_checked(
-                            backend, act, record, self._main_budget(record), twin.name, deadline,
+                            backend, act, record, self._twin_budget(record, base.main), twin.name, deadline,
                             indexes_built=True,
                         )  # fmt: skip
                     if check.failure is not None:
