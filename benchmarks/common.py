@@ -8,11 +8,13 @@ import apsw
 
 from quill_env import TaskRunner
 from quill_env.policy import parse_action
+from quill_env.twins import applied as twin_applied
 
 
-def bare_seconds(runner: TaskRunner, action: str) -> float:
+def bare_seconds(runner: TaskRunner, action: str, *, twins: bool = True) -> float:
     """The bare-execution limit: the same candidate run with plain APSW (indexes in a savepoint,
-    the query, rollback) on the main database and every variant, with no Quill machinery."""
+    the query, rollback) on the main database, on every twin (applied in a savepoint, as the
+    environment does) and on every variant, with no other Quill machinery."""
     act = parse_action(action, runner.schema_view)
     index_sql = [spec.to_sql(f"bare_{i}") for i, spec in enumerate(act.indexes)]
     total = 0.0
@@ -23,6 +25,10 @@ def bare_seconds(runner: TaskRunner, action: str) -> float:
         for stmt in index_sql:
             conn.execute(stmt)
         rows = list(conn.execute(act.query_sql))
+        if twins and backend is runner.backend:
+            for twin in runner.twins:
+                with twin_applied(backend, twin):
+                    rows = list(conn.execute(act.query_sql))
         conn.execute("ROLLBACK TO bare")
         conn.execute("RELEASE bare")
         total += time.perf_counter() - start

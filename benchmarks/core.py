@@ -1,23 +1,28 @@
-"""Core environment benchmark (issue: core environment), measured side by side in one run.
+"""Core environment benchmark (issues: core environment, reward integrity), side by side in one run.
 
 Writes benchmarks/results/core.json with:
-- step overhead: median env.step time in work mode / bare APSW execution of the same candidate
-  (index build + query on the main database and every variant), per task and the median ratio;
-- determinism: (task, action) in two fresh processes (work mode) and the std of the reward over
-  10 repeats in wall mode;
-- calibration: fitted alpha (log wall ratio ~ alpha * log work ratio, through the origin) over
-  all reference rewrites, Spearman correlation of calibrated work speedup vs wall speedup, and
-  the share of rewrites whose reward tier agrees;
+- step overhead: median ``env.step`` time in work mode over bare APSW execution of the same
+  candidate (index build + query on the main database, its twin and every variant), per task
+  and the median ratio; and the cost of the twin: step time with the twin over step time
+  without it (``num_twins=0``), both measured interleaved;
+- determinism: (task, action) pairs scored in two fresh processes (work mode) must agree
+  exactly; the std of the reward over 10 repeats in wall mode;
+- calibration: ``benchmarks/calibration.py`` over every shipped reference (fitted constants,
+  Spearman, exact and within-one tier agreement with the backend's constants, per family);
+- padding corpus: candidates that do hidden work (function padding, sorts, non-covering
+  index seeks, string builders), each scored in work mode and timed on the clock; the worst
+  overpayment (work-mode reward minus the reward its wall speedup earns) must not be positive;
+- bombs: heap and time bombs, the wall time of each evaluation against the deadline;
 - a candidate ~1000x slower than its baseline: step time / baseline time.
 
-Run: .venv/bin/python benchmarks/core.py [--scale medium] [--repeats 5]
+Run: .venv/bin/python benchmarks/core.py [--scale medium] [--repeats 5] [--skip-calibration]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
+import os
 import platform
 import statistics
 import subprocess
@@ -27,12 +32,12 @@ from pathlib import Path
 
 import apsw
 import gymnasium as gym
-from scipy.stats import spearmanr
 
+import calibration
 import quill_env
 from common import bare_seconds
 from quill_env import EvalOptions, TaskRunner, WallOptions, get_suite
-from quill_env.measure import calibrated, interleaved
+from quill_env.measure import interleaved
 from quill_env.policy import parse_action
 from quill_env.reward import tier_reward
 
@@ -41,56 +46,79 @@ OUT = Path(__file__).resolve().parent / "results" / "core.json"
 
 def step_overhead(scale: str, repeats: int) -> dict:
     suite = get_suite("shop")
-    env = gym.make("Quill-v0", suite="shop", split="all", scale=scale)
+    with_twin = gym.make("Quill-v1", suite="shop", split="all", scale=scale).unwrapped
+    no_twin = gym.make("Quill-v1", suite="shop", split="all", scale=scale, num_twins=0).unwrapped
     per_task = {}
     for task in suite.tasks:
-        runner = env.unwrapped.runner(task)
-        _ = runner.baseline
-        steps, bares = [], []
-        for _ in range(repeats):
-            # interleave so machine noise hits both the same way
-            env.reset(options={"task_id": task.id})
-            start = time.perf_counter()
-            env.step(task.reference)
-            steps.append(time.perf_counter() - start)
+        runner = with_twin.runner(task)
+        _ = runner.baseline, no_twin.runner(task).baseline
+        steps, steps_no_twin, bares, bares_no_twin = [], [], [], []
+        for _ in range(repeats):  # interleaved, so machine noise hits every figure alike
+            for env, out in ((with_twin, steps), (no_twin, steps_no_twin)):
+                env.reset(options={"task_id": task.id})
+                start = time.perf_counter()
+                env.step(task.reference)
+                out.append(time.perf_counter() - start)
             bares.append(bare_seconds(runner, task.reference))
+            bares_no_twin.append(bare_seconds(runner, task.reference, twins=False))
+        step, step0 = statistics.median(steps), statistics.median(steps_no_twin)
+        bare, bare0 = statistics.median(bares), statistics.median(bares_no_twin)
         per_task[task.id] = {
-            "step_s": statistics.median(steps),
-            "bare_s": statistics.median(bares),
-            "ratio": statistics.median(steps) / statistics.median(bares),
+            "step_s": step,
+            "step_without_twin_s": step0,
+            "bare_s": bare,
+            "bare_without_twin_s": bare0,
+            "ratio": step / bare,
+            "twin_cost": step / step0,
         }
-    env.close()
-    ratios = [v["ratio"] for v in per_task.values()]
-    total_step = sum(v["step_s"] for v in per_task.values())
-    total_bare = sum(v["bare_s"] for v in per_task.values())
+    total = {k: sum(v[k] for v in per_task.values()) for k in ("step_s", "step_without_twin_s", "bare_s")}
     return {
-        "median_ratio": statistics.median(ratios),
-        "aggregate_ratio": total_step / total_bare,
+        "median_ratio": statistics.median(v["ratio"] for v in per_task.values()),
+        "aggregate_ratio": total["step_s"] / total["bare_s"],
         "target": 1.3,
+        "twin_cost_median": statistics.median(v["twin_cost"] for v in per_task.values()),
+        "twin_cost_aggregate": total["step_s"] / total["step_without_twin_s"],
         "per_task": per_task,
     }
 
 
+DETERMINISM_TASKS = ("shop/spend_per_kiwi_user", "shop/icelandic_orders", "shop/orders_in_2023")
+
+
 def determinism(scale: str) -> dict:
     suite = get_suite("shop")
-    task = suite.task("shop/spend_per_kiwi_user")
-    code = (
-        "import json, gymnasium as gym, quill_env;"
-        f"env = gym.make('Quill-v0', suite='shop', split='all', scale={scale!r});"
-        f"env.reset(options={{'task_id': {task.id!r}}});"
-        f"_, r, _, _, info = env.step({task.reference!r});"
-        "print(json.dumps([r, info['speedup'], info['speedup_raw'], info['candidate_cost']]))"
+    pairs = [(t, suite.task(t).reference) for t in DETERMINISM_TASKS]
+    pairs.append(
+        (
+            "shop/icelandic_orders",
+            "CREATE INDEX i ON orders(status);\n" + suite.task("shop/icelandic_orders").query,
+        )
     )
+    code = f"""
+import json, sys
+import gymnasium as gym
+import quill_env
+env = gym.make("Quill-v1", suite="shop", split="all", scale={scale!r})
+out = []
+for task_id, action in json.loads(sys.argv[1]):
+    env.reset(options={{"task_id": task_id}})
+    _, reward, _, _, info = env.step(action)
+    out.append([reward, info["speedup"], info["speedup_raw"], info["candidate_cost"], info["verdict"]])
+print(json.dumps(out))
+"""
     outs = [
         json.loads(
-            subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+            subprocess.run(
+                [sys.executable, "-c", code, json.dumps(pairs)], capture_output=True, text=True, check=True
+            ).stdout
         )
         for _ in range(2)
     ]
+    task = suite.task(DETERMINISM_TASKS[0])
     runner = TaskRunner.from_suite(suite, task, scale, EvalOptions(cost="wall"))
     rewards = [runner.evaluate(task.reference).reward for _ in range(10)]
     return {
-        "task": task.id,
+        "pairs": [p[0] for p in pairs],
         "work_process_a": outs[0],
         "work_process_b": outs[1],
         "work_identical": outs[0] == outs[1],
@@ -100,105 +128,119 @@ def determinism(scale: str) -> dict:
     }
 
 
-def _wall_points(scale: str) -> list[dict]:
-    suite = get_suite("shop")
-    points = []
-    for task in suite.tasks:
-        runner = TaskRunner.from_suite(suite, task, scale)
-        work = runner.evaluate(task.reference)
-        act = parse_action(task.reference, runner.schema_view)
-        clone = TaskRunner.from_suite(suite, task, scale).backend
-        with clone.scratch_indexes(act.indexes):
+# --- padding: hidden work a policy could move its cost into ---------------------------------
+
+PADDING = [
+    # (name, slow query, candidate): each candidate does the original's work plus hidden work,
+    # or trades cheap VM steps for expensive ones.
+    ("non-covering index, a fifth of the rows", "SELECT id, total, created_at FROM orders WHERE status = 'delivered'",
+     "CREATE INDEX i ON orders(status);\nSELECT id, total, created_at FROM orders WHERE status = 'delivered'"),
+    ("non-covering index, two values", "SELECT id, email, name FROM users WHERE is_active = 1",
+     "CREATE INDEX i ON users(is_active);\nSELECT id, email, name FROM users WHERE is_active = 1"),
+    ("sort inside IN", "SELECT id, total FROM orders WHERE status = 'delivered'",
+     "SELECT id, total FROM orders WHERE id IN (SELECT id FROM orders WHERE status = 'delivered' ORDER BY created_at, total)"),
+    ("extra function calls per row", "SELECT id, email FROM users WHERE lower(country) = 'nz'",
+     "SELECT id, email FROM users WHERE lower(country) = 'nz' AND upper(lower(email)) = upper(email)"),
+    ("redundant self-join", "SELECT id, total FROM orders WHERE status = 'delivered'",
+     "SELECT o.id, o.total FROM orders o JOIN orders o2 ON o2.id = o.id WHERE o.status = 'delivered'"),
+    ("printf width", "SELECT id, total FROM orders WHERE status = 'delivered'",
+     "SELECT id, total FROM orders WHERE status = 'delivered' AND length(printf('%.*c', 300000, 'x')) > 0"),
+    ("replace on a built string", "SELECT id, total FROM orders WHERE status = 'delivered'",
+     "SELECT id, total FROM orders WHERE status = 'delivered' AND (SELECT length(replace(group_concat(notes), 'a', 'aaaa')) FROM orders) >= 0"),
+    ("long needle", "SELECT id, total FROM orders WHERE status = 'delivered'",
+     "SELECT id, total FROM orders WHERE status = 'delivered' AND instr(notes, (SELECT group_concat(email) FROM users)) >= 0"),
+    ("sorter on long keys", "SELECT id, total FROM orders WHERE status = 'delivered'",
+     "SELECT id, total FROM orders WHERE status = 'delivered' AND id IN (SELECT id FROM orders ORDER BY notes || notes || notes)"),
+    ("LIKE on a built string", "SELECT id, total FROM orders WHERE status = 'delivered'",
+     "SELECT id, total FROM orders WHERE status = 'delivered' AND (SELECT group_concat(notes) FROM orders) LIKE '%' || status || '%'"),
+]  # fmt: skip
+
+
+def padding(scale: str) -> dict:
+    path = str(get_suite("shop").database(scale))
+    rows = []
+    for name, slow, candidate in PADDING:
+        result = quill_env.evaluate(path, slow, candidate)
+        wall = None
+        if result.correct:
+            runner = TaskRunner.for_database(path, slow, EvalOptions(num_variants=0, num_twins=0))
+            act = parse_action(candidate, runner.schema_view)
+            clone = quill_env.backends.SQLiteBackend.from_bytes(runner.backend.serialize())
+            conn = clone.connection
+            conn.execute("SAVEPOINT pad")
+            for i, spec in enumerate(act.indexes):
+                conn.execute(spec.to_sql(f"pad_{i}"))
+            main = runner.backend.connection
             wall = interleaved(
-                lambda runner=runner, q=task.query: runner.backend.execute(q).seconds,
-                lambda clone=clone, act=act: clone.execute(act.query_sql).seconds,
-                WallOptions(min_pairs=5, max_pairs=15, time_budget=3.0),
-            )
-        points.append(
+                lambda main=main, slow=slow: _bare(main, slow),
+                lambda conn=conn, act=act: _bare(conn, act.query_sql),
+                WallOptions(min_pairs=5, max_pairs=21, time_budget=3.0),
+            ).speedup
+            clone.close()
+        earned = tier_reward(wall) if wall else None
+        paid = result.reward
+        rows.append(
             {
-                "task": task.id,
-                "scale": scale,
-                "baseline_work": work.baseline_cost,
-                "candidate_work": work.candidate_cost,
-                "rows": len(runner.baseline.main.rows),
-                "work_ratio": work.speedup_raw,
-                "wall_ratio": wall.speedup,
+                "name": name,
+                "verdict": result.verdict.value,
+                "reward": paid,
+                "work_speedup": result.speedup,
+                "wall_speedup": wall,
+                "wall_earns": earned,
+                "overpayment": (paid - earned) if earned is not None and paid > 0 else min(paid, 0.0),
             }
         )
-    return points
-
-
-def _fit(points: list[dict]) -> tuple[float, float, float, float]:
-    """Least squares of log wall ratio on log calibrated ratio over a grid of fixed costs."""
-    best = None
-    ys = [math.log(p["wall_ratio"]) for p in points]
-    for s0 in [0.0, *[10 ** (k / 4) for k in range(8, 25)]]:
-        for per_row in (0.0, 0.5, 1, 2, 5, 10, 20, 50, 100):
-            xs = [
-                math.log(
-                    (p["baseline_work"] + s0 + per_row * p["rows"])
-                    / (p["candidate_work"] + s0 + per_row * p["rows"])
-                )
-                for p in points
-            ]
-            alpha = sum(x * y for x, y in zip(xs, ys)) / sum(x * x for x in xs)
-            sse = sum((y - alpha * x) ** 2 for x, y in zip(xs, ys))
-            if best is None or sse < best[0]:
-                best = (sse, alpha, s0, per_row)
-    return best
-
-
-def calibration(scales: list[str]) -> dict:
-    points = [p for scale in scales for p in _wall_points(scale)]
-    sse, alpha, s0, per_row = _fit(points)
-    backend = quill_env.backends.SQLiteBackend
-    for p in points:
-        p["calibrated_fit"] = calibrated(
-            p["baseline_work"],
-            p["candidate_work"],
-            p["rows"],
-            alpha=alpha,
-            statement_work=s0,
-            row_work=per_row,
-        )
-        p["calibrated_backend"] = calibrated(
-            p["baseline_work"],
-            p["candidate_work"],
-            p["rows"],
-            alpha=backend.calibration_alpha,
-            statement_work=backend.calibration_statement_work,
-            row_work=backend.calibration_row_work,
-        )
-        p["tier_wall"] = tier_reward(p["wall_ratio"])
-
-    def summary(key: str) -> dict:
-        rho = spearmanr([p[key] for p in points], [p["wall_ratio"] for p in points]).statistic
-        agree = [abs(tier_reward(p[key]) - p["tier_wall"]) <= 0.1 for p in points]
-        return {"spearman": rho, "tier_agreement": sum(agree) / len(agree)}
-
-    raw_rho = spearmanr([p["work_ratio"] for p in points], [p["wall_ratio"] for p in points]).statistic
     return {
-        "scales": scales,
-        "fitted": {"alpha": alpha, "statement_work": s0, "row_work": per_row, "sse": sse},
-        "in_backend": {
-            "alpha": backend.calibration_alpha,
-            "statement_work": backend.calibration_statement_work,
-            "row_work": backend.calibration_row_work,
-        },
-        "with_fitted": summary("calibrated_fit"),
-        "with_backend": summary("calibrated_backend"),
-        "spearman_raw_work_ratio": raw_rho,
-        "spearman_target": 0.9,
-        "tier_agreement_rule": "calibrated-work tier reward within 0.1 of the wall-clock tier reward",
-        "tier_agreement_target": 0.85,
-        "points": points,
+        "candidates": rows,
+        "worst_overpayment": max(r["overpayment"] for r in rows),
+        "target": "<= 0 (no candidate paid more than its wall speedup earns)",
+    }
+
+
+def _bare(conn: apsw.Connection, sql: str) -> float:
+    start = time.perf_counter()
+    conn.execute(sql).fetchall()
+    return time.perf_counter() - start
+
+
+BOMBS = {
+    "cartesian": "SELECT id, total FROM orders o WHERE status = 'delivered' AND "
+    "(SELECT COUNT(*) FROM orders a, orders b, orders c WHERE a.id < b.id) >= 0",
+    "huge ephemeral": "SELECT id, total FROM orders WHERE status = 'delivered' AND id NOT IN "
+    "(SELECT a.id * b.id FROM orders a, orders b)",
+    "recursive fan-out": "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r, users WHERE n < 50) "
+    "SELECT id, total FROM orders WHERE status = 'delivered' AND id IN (SELECT n FROM r)",
+}
+
+
+def bombs(scale: str) -> dict:
+    path = str(get_suite("shop").database(scale))
+    slow = "SELECT id, total FROM orders WHERE status = 'delivered'"
+    out = {}
+    for name, bomb in BOMBS.items():
+        for label, options in (
+            ("default", {}),
+            ("budget off, literals off", {"budget_factor": 1e9, "literals": "any"}),
+        ):
+            start = time.perf_counter()
+            result = quill_env.evaluate(path, slow, bomb, **options)
+            out[f"{name} ({label})"] = {
+                "verdict": result.verdict.value,
+                "seconds": time.perf_counter() - start,
+                "error": result.error,
+            }
+    return {
+        "evaluations": out,
+        "max_seconds": max(v["seconds"] for v in out.values()),
+        "deadline_s": EvalOptions().max_seconds,
     }
 
 
 def slow_candidate(scale: str) -> dict:
     suite = get_suite("shop")
     task = suite.task("shop/coupon_lookup")
-    env = gym.make("Quill-v0", suite="shop", split="all", scale=scale)
+    # the literal rule off: this measures the budget, and the bomb's 20 is a constant of its own
+    env = gym.make("Quill-v1", suite="shop", split="all", scale=scale, literals="any")
     env.reset(options={"task_id": task.id})
     runner = env.unwrapped.runner(task)
     # a correlated scan of orders x 20 users per matching row: about 1000x the baseline's wall time
@@ -232,37 +274,56 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scale", default="medium")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--skip-calibration", action="store_true", help="reuse calibration.json as it is")
     args = parser.parse_args()
     started = time.time()
+    if args.skip_calibration:
+        calib = json.loads((calibration.RESULTS / "calibration.json").read_text())
+    else:
+        calib = calibration.run(args.scale, quill_env.list_suites())
     result = {
         "quill_version": quill_env.__version__,
         "engine": f"SQLite {apsw.sqlite_lib_version()}",
         "machine": {
             "python": platform.python_version(),
             "platform": platform.platform(),
-            "cpus": __import__("os").cpu_count(),
+            "cpus": os.cpu_count(),
         },
         "scale": args.scale,
         "step_overhead": step_overhead(args.scale, args.repeats),
         "determinism": determinism(args.scale),
-        "calibration": calibration([args.scale]),
+        "calibration": {k: v for k, v in calib.items() if k != "with_backend"}
+        | {
+            "with_backend": calib["with_backend"]["overall"],
+            "per_family": calib["with_backend"]["per_family"],
+        },
+        "padding": padding(args.scale),
+        "bombs": bombs(args.scale),
         "slow_candidate": slow_candidate(args.scale),
     }
     result["seconds"] = time.time() - started
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2))
-    so, de, ca, sc = (result[k] for k in ("step_overhead", "determinism", "calibration", "slow_candidate"))
+    so, de, ca, pa, bo, sc = (
+        result[k]
+        for k in ("step_overhead", "determinism", "calibration", "padding", "bombs", "slow_candidate")
+    )
     print(
-        f"step overhead: median ratio {so['median_ratio']:.2f} (aggregate {so['aggregate_ratio']:.2f}, target <= 1.3)"
+        f"step overhead: median ratio {so['median_ratio']:.2f} (aggregate {so['aggregate_ratio']:.2f}, target <= 1.3); "
+        f"the twins cost {so['twin_cost_median']:.2f}x per step (aggregate {so['twin_cost_aggregate']:.2f}x)"
     )
     print(
         f"determinism: work identical across processes = {de['work_identical']}; wall reward std {de['wall_reward_std']:.4f} (target <= 0.02)"
     )
-    fit, wb = ca["fitted"], ca["with_backend"]
+    wb = ca["with_backend"]
     print(
-        f"calibration: fitted alpha {fit['alpha']:.3f}, statement_work {fit['statement_work']:.0f}, row_work {fit['row_work']}; "
-        f"with the backend's constants: spearman {wb['spearman']:.3f} (>= 0.9), tier agreement {wb['tier_agreement']:.0%} (>= 85%); "
-        f"raw work ratio spearman {ca['spearman_raw_work_ratio']:.3f}"
+        f"calibration over {ca['truly_faster']} references: spearman {wb['spearman']:.3f} (>= 0.95), "
+        f"tier exact {wb['tier_exact']:.0%} (>= 80%), within one {wb['tier_within_one']:.0%} (>= 97%)"
+    )
+    print(f"padding corpus: worst overpayment {pa['worst_overpayment']:+.3f} (target <= 0)")
+    print(
+        f"bombs: slowest evaluation {bo['max_seconds']:.1f} s (deadline {bo['deadline_s']:.0f} s per phase, "
+        f"so at most {3 * bo['deadline_s']:.0f} s)"
     )
     print(
         f"1000x-slower candidate: slowdown {sc['slowdown_unbounded']:.0f}x unbounded; step/baseline {sc['step_over_baseline']:.2f} (<= 3); {sc['verdicts']}"

@@ -2,7 +2,7 @@
 
 Writes benchmarks/results/throughput.json with, for the shop suite (split "all", a fixed task
 list, reference actions), steps per second of:
-- one ``Quill-v0`` env;
+- one ``Quill-v1`` env;
 - ``SyncVectorEnv`` of 2 envs;
 - ``AsyncVectorEnv`` of 2 envs (``shared_memory=False``, autoreset SAME_STEP);
 - the evaluation process pool (quill_agents.leaderboard.pool) with 1 and 2 spawned workers;
@@ -58,7 +58,7 @@ def vm_hwm_mb(pid: int) -> float | None:
 
 
 def make_env(scale: str):
-    return gym.make("Quill-v0", suite=SUITE, split="all", scale=scale)
+    return gym.make("Quill-v1", suite=SUITE, split="all", scale=scale)
 
 
 class EnvFactory:
@@ -101,7 +101,7 @@ def against_bare(steps: list[str], seconds: float, bare: dict[str, float], worke
 
 
 class SingleEnv:
-    """One ``Quill-v0`` env stepping the task list in order."""
+    """One ``Quill-v1`` env stepping the task list in order."""
 
     workers = 1
 
