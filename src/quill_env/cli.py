@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -205,11 +206,31 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     if result.candidate_cost is not None:
         table.add_row("candidate cost", _format_cost(result.candidate_cost, result.cost_unit))
     table.add_row("reward terms", ", ".join(f"{k}={v:+.3f}" for k, v in result.reward_terms.items()))
-    table.add_row("variants", " ".join(f"{v.name}:{v.status}" for v in result.variants) or "-")
+    table.add_row("variants", variants_cell(result.variants))
     if result.error:
         table.add_row("error", escape(result.error))
     console.print(table)
     return code
+
+
+def variants_cell(variants: Sequence[Any], width: int = 72) -> str:
+    """The databases a candidate ran on, grouped by outcome and wrapped (no 200-column rows).
+
+    >>> from types import SimpleNamespace as V
+    >>> print(variants_cell([V(name="sample", status="match"), V(name="twin-1", status="mismatch")]))
+    match (1 of 2): sample
+    mismatch (1 of 2): twin-1
+    """
+    if not variants:
+        return "-"
+    groups: dict[str, list[str]] = {}
+    for variant in variants:
+        groups.setdefault(variant.status, []).append(variant.name)
+    lines = [
+        textwrap.fill(f"{status} ({len(names)} of {len(variants)}): " + " ".join(names), width)
+        for status, names in groups.items()
+    ]
+    return "\n".join(lines)
 
 
 def find_task(suites: Sequence[Any], task_id: str) -> Any:
