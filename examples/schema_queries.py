@@ -2,8 +2,9 @@
 
 Used by ``score_my_query.py`` and ``optimize_my_query.py`` when you give them a database but no
 query. The derived query is the most common slow query of real applications: an equality lookup
-on a column that no index covers, in the largest table (on the column with the most distinct
-values, so an index pays off). SQL is built with sqlglot expressions, never pasted from strings.
+on a column that no index leads with, the one with the most distinct values in any table (an
+index there pays off most; ties go to the larger table). A column that only follows the first
+one in a composite primary key or index counts as unindexed. SQL is built with sqlglot expressions, never pasted from strings.
 
 Usage: python examples/schema_queries.py path/to/db.sqlite   (prints the derived queries)
 """
@@ -98,9 +99,11 @@ def derive_lookup(path: str) -> Lookup:
                     (table,),
                 )
             }
-            columns = [
-                r[0] for r in conn.execute("SELECT name FROM pragma_table_info(?) WHERE pk = 0", (table,))
-            ]
+            info = conn.execute("SELECT name, pk FROM pragma_table_info(?)", (table,)).fetchall()
+            pk = [name for name, position in info if position > 0]
+            if len(pk) == 1:  # a one-column key is the rowid or has its own index
+                indexed.add(pk[0])
+            columns = [name for name, _ in info]
             source = exp.table_(table, quoted=True)
             rows = int(_scalar(conn, exp.select(exp.Count(this=exp.Star())).from_(source)))
             for column in (c for c in columns if c not in indexed):
@@ -108,12 +111,12 @@ def derive_lookup(path: str) -> Lookup:
                 distinct = int(
                     _scalar(conn, exp.select(exp.Count(this=exp.Distinct(expressions=[col]))).from_(source))
                 )
-                key = (rows, distinct, table, column)
+                key = (distinct, rows, table, column)
                 if distinct > 1 and (best is None or key > best):
                     best = key
         if best is None:
             raise SystemExit(f"error: {path} has no table with an unindexed column to look up")
-        rows, distinct, table, column = best
+        distinct, rows, table, column = best
         col = exp.column(column, quoted=True)
         middle = (
             exp.select(col)

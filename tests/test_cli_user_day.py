@@ -392,6 +392,30 @@ def test_examples_work_on_a_database_of_ones_own(user_db):
     assert "-> improved" in run("optimize_my_query.py", slow)
 
 
+def test_derived_lookup_picks_a_selective_column_past_a_composite_key(tmp_path):
+    """The largest table's only non-key column is a flag; its composite key's later columns are
+    unindexed: the derived lookup must be one an index speeds up, not the flag."""
+    path = tmp_path / "loans.db"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE loans (book TEXT, member_no INTEGER, out_date TEXT, returned INTEGER, "
+        "PRIMARY KEY (book, member_no, out_date)) WITHOUT ROWID"
+    )
+    conn.executemany(
+        "INSERT INTO loans VALUES (?, ?, ?, ?)",
+        ((f"b{i % 3000}", i % 4999, f"2024-01-{1 + i % 28:02d}", i % 2) for i in range(40000)),
+    )
+    conn.commit()
+    conn.close()
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "score_my_query.py"), str(path)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert '"member_no"' in proc.stdout, proc.stdout
+    assert re.search(r"add an index\s+improved", proc.stdout), proc.stdout
+
+
 # --- item 11: messages that no longer mislead -------------------------------------------------
 
 
