@@ -249,13 +249,18 @@ def slow_candidate(scale: str) -> dict:
         "AND (SELECT COUNT(*) FROM orders o2, users u2 WHERE o2.total >= 0 * o.total AND u2.id <= 20) > 0"
     )
     base = statistics.median(runner.backend.execute(task.query).seconds for _ in range(5))
-    times, verdicts = [], []
-    for _ in range(3):
-        env.reset(options={"task_id": task.id})
-        start = time.perf_counter()
-        _, _, _, _, info = env.step(bomb)
-        times.append(time.perf_counter() - start)
-        verdicts.append(info["verdict"])
+    # an equivalent rewrite that is not the identity (which is recognised and not run): its step
+    # pays the same fixed costs as the bomb's and runs the query on every database
+    plain = "SELECT o.id, o.user_id, o.total FROM orders o WHERE o.coupon_code = 'SAVE-amber'"
+    times, plain_times, verdicts = [], [], []
+    for _ in range(5):  # interleaved
+        for action, into in ((bomb, times), (plain, plain_times)):
+            env.reset(options={"task_id": task.id})
+            start = time.perf_counter()
+            _, _, _, _, info = env.step(action)
+            into.append(time.perf_counter() - start)
+            if action is bomb:
+                verdicts.append(info["verdict"])
     unbounded = runner.backend.execute(bomb).seconds
     env.close()
     return {
@@ -265,8 +270,15 @@ def slow_candidate(scale: str) -> dict:
         "slowdown_unbounded": unbounded / base,
         "step_s": statistics.median(times),
         "step_over_baseline": statistics.median(times) / base,
+        "equivalent_step_s": statistics.median(plain_times),
+        "step_over_equivalent_step": statistics.median(times) / statistics.median(plain_times),
         "verdicts": verdicts,
         "target": 3.0,
+        "target_of": "step_over_equivalent_step: the bomb is stopped at budget_factor (2) times the "
+        "baseline's work, so its step costs at most about 3 steps of an equivalent rewrite; "
+        "step_over_baseline also "
+        "counts the fixed per-step costs (parsing, policy, 13 variants), which on a 2 ms query are "
+        "larger than the query",
     }
 
 
@@ -326,7 +338,7 @@ def main() -> None:
         f"so at most {3 * bo['deadline_s']:.0f} s)"
     )
     print(
-        f"1000x-slower candidate: slowdown {sc['slowdown_unbounded']:.0f}x unbounded; step/baseline {sc['step_over_baseline']:.2f} (<= 3); {sc['verdicts']}"
+        f"1000x-slower candidate: slowdown {sc['slowdown_unbounded']:.0f}x unbounded; step/equivalent step {sc['step_over_equivalent_step']:.2f} (<= 3), step/baseline query {sc['step_over_baseline']:.2f}; {sc['verdicts']}"
     )
     print(f"wrote {OUT}")
 
