@@ -35,10 +35,11 @@ from scipy.stats import spearmanr
 
 from quill_env import EvalOptions, TaskRunner, WallOptions, get_suite, list_suites
 from quill_env.backends.base import Budget
-from quill_env.backends.sqlite import SQLiteBackend
+from quill_env.backends.sqlite import SQLiteBackend, loop_shares
 from quill_env.measure import calibrated, interleaved
-from quill_env.policy import parse_action
+from quill_env.policy import SchemaView, parse_action
 from quill_env.reward import DEFAULT_TIERS
+from quill_env.runners import shared_backend
 
 RESULTS = Path(__file__).resolve().parent / "results"
 POINTS = RESULTS / "calibration_points.jsonl"
@@ -108,6 +109,8 @@ def collect(scale: str, suites: list[str], fresh: bool = False) -> list[dict]:
                 point = json.loads(line)
                 if point["scale"] == scale:
                     done[point["task"]] = point
+    if fill_loop_opcodes(list(done.values())):
+        POINTS.write_text("".join(json.dumps(p) + "\n" for p in done.values()))
     todo = [(s, t.id) for s in suites for t in get_suite(s).tasks if t.id not in done and t.reference]
     started = time.perf_counter()
     with POINTS.open("a") as out:
@@ -123,15 +126,42 @@ def collect(scale: str, suites: list[str], fresh: bool = False) -> list[dict]:
     return [p for p in done.values() if p["task"] in wanted]
 
 
+def fill_loop_opcodes(points: list[dict]) -> int:
+    """Add the ``loop_opcodes`` counter to points measured before the backend reported it.
+
+    It depends only on the compiled programs (``EXPLAIN`` under the reference's indexes), so no
+    timing is repeated. Returns how many points were filled.
+    """
+    filled = 0
+    for point in points:
+        if "loop_opcodes" in point["base"] and "loop_opcodes" in point["cand"]:
+            continue
+        suite = get_suite(point["suite"])
+        if point["task"] not in {t.id for t in suite.tasks}:
+            continue  # a reference dropped from the suite (see scripts/retime_references.py)
+        task = suite.task(point["task"])
+        backend = shared_backend(str(suite.database(point["scale"])))
+        view = SchemaView({k: [c.name.lower() for c in t.columns] for k, t in backend.tables().items()})
+        act = parse_action(task.reference, view)
+        point["base"]["loop_opcodes"] = backend.loop_opcodes(task.query)
+        with backend.scratch_indexes(act.indexes):
+            point["cand"]["loop_opcodes"] = backend.loop_opcodes(act.query_sql)
+        filled += 1
+    return filled
+
+
 # --- the model -----------------------------------------------------------------------------
 
 CONSTANTS = ("statement_work", "page_work", "function_work", "column_work", "value_work")
 
 
-def work(counters: dict, constants: dict) -> float:
-    """The backend's work formula (see ``SQLiteBackend.work_of``) under the given constants."""
-    functions = counters.get("loop_function_ppm", 0) / 1e6
-    columns = counters.get("loop_column_ppm", 0) / 1e6
+def work(counters: dict, constants: dict, reference: dict | None = None) -> float:
+    """The backend's work formula (see ``SQLiteBackend.work_of``) under the given constants.
+
+    ``reference`` is the original's counters: a rewrite's shares are capped as the backend caps
+    a candidate's (:func:`quill_env.backends.sqlite.loop_shares`).
+    """
+    functions, columns = loop_shares(counters, reference)
     return (
         counters.get("vm_step", 0)
         * (1 + constants["function_work"] * functions + constants["column_work"] * columns)
@@ -144,7 +174,7 @@ def predicted(point: dict, constants: dict) -> float:
     """The calibrated work speedup of one point under the given constants."""
     return calibrated(
         work(point["base"], constants),
-        work(point["cand"], constants),
+        work(point["cand"], constants, reference=point["base"]),
         alpha=constants["alpha"],
         statement_work=constants["statement_work"],
     )

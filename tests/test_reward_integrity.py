@@ -299,3 +299,69 @@ def test_index_build_out_of_memory_is_a_verdict_and_leaves_no_savepoint(shop):
         pass
     assert not backend.connection.in_transaction
     assert backend.execute("SELECT COUNT(*) FROM orders").rows == [(4000,)]
+
+
+# --- found by red-teaming the v1 reward (2026-12) ---------------------------------------------
+
+
+def test_dropping_a_table_whose_rows_only_have_to_exist_is_wrong(shop_suite):
+    """``FROM users u, follows f`` needs ``follows`` to have a row; no variant or twin had exactly
+    one table empty, so dropping the cross-joined table was paid on all 29 cartesian tasks."""
+    from quill_env import TaskRunner, get_suite
+
+    suite = get_suite("social")
+    task = suite.task("social/cartesian_054")
+    runner = TaskRunner.from_suite(suite, task, "small")
+    dropped = "SELECT u.id, u.home_country FROM users u WHERE u.birth_year = 1970"
+    result = runner.evaluate(dropped)
+    assert result.verdict is Verdict.WRONG_RESULT, result
+    assert result.error.startswith("without:follows: ")
+    assert runner.evaluate(task.reference).verdict is Verdict.IMPROVED
+
+
+def test_a_join_the_foreign_key_makes_redundant_may_still_be_dropped(shop):
+    """Emptying a parent table also removes the rows that reference it, so the schema's keys hold
+    and a rewrite that drops a join through a NOT NULL foreign key stays correct."""
+    slow = "SELECT o.id, o.total FROM orders o JOIN users u ON u.id = o.user_id WHERE o.total > 800"
+    result = evaluate(shop, slow, "SELECT o.id, o.total FROM orders o WHERE o.total > 800")
+    assert result.correct, result
+    assert any(v.name == "without:users" and v.status == "match" for v in result.variants)
+
+
+def test_dead_code_cannot_dilute_the_function_share(shop_suite):
+    """A never-true NOT EXISTS with 300 terms made the loops long and the strftime calls a small
+    share of them: the original unchanged plus dead code was paid 0.54 at 1.00x wall time."""
+    from quill_env import TaskRunner
+
+    task = shop_suite.task("shop/orders_on_a_day")
+    runner = TaskRunner.from_suite(shop_suite, task, "small")
+    pad = " AND ".join(["zz.rowid > zz.rowid"] * 300)
+    padded = f"{task.query} AND NOT EXISTS (SELECT 1 FROM orders zz WHERE zz.rowid IS NULL AND {pad})"
+    result = runner.evaluate(padded)
+    assert result.verdict not in PAID, result
+    assert result.speedup is not None and result.speedup < 1.5
+
+
+def test_collate_is_refused_unless_the_original_uses_it(tmp_path):
+    """``ORDER BY upper(x)`` -> ``ORDER BY x COLLATE NOCASE`` moved the work into the sorter's
+    comparisons (paid 2.2x while slower) and is not even equivalent: NOCASE folds to lower case,
+    so '_' sorts before letters under NOCASE and after them under upper()."""
+    path = tmp_path / "notes.db"
+    conn = apsw.Connection(str(path))
+    conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, note TEXT)")
+    with conn:
+        conn.executemany(
+            "INSERT INTO t VALUES (?, ?)", [(i, f"gift{'_' if i % 2 else 'b'}{i}") for i in range(1, 3001)]
+        )
+    conn.close()
+    slow = "SELECT id, note FROM t ORDER BY upper(note)"
+    candidate = "SELECT id, note FROM t ORDER BY note COLLATE NOCASE"
+    check = apsw.Connection(str(path))
+    assert list(check.execute(slow)) != list(check.execute(candidate))  # really not equivalent
+    check.close()
+    result = evaluate(str(path), slow, candidate)
+    assert result.verdict is Verdict.REJECTED and "COLLATE" in result.error, result
+    lowered = evaluate(str(path), "SELECT id, note FROM t ORDER BY lower(note)", candidate)
+    assert lowered.verdict is Verdict.REJECTED
+    kept = evaluate(str(path), candidate, "SELECT id, note FROM t ORDER BY note COLLATE NOCASE, id")
+    assert kept.verdict is not Verdict.REJECTED  # the original's own COLLATE may stay

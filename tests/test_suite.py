@@ -34,7 +34,9 @@ def test_reference_verifies_and_reaches_acceptance_tier(runners, suite_name, tas
     assert result.verdict is Verdict.IMPROVED, result.error
     assert result.reward_terms["tier"] >= RewardConfig().acceptance
     assert all(v.status == "match" for v in result.variants)
-    assert len(result.variants) == len(VariantBuilder.MUTATIONS) + runner.options.num_twins
+    emptied = [v for v in result.variants if v.name.startswith("without:")]
+    assert emptied, "every table the original names is also emptied alone"
+    assert len(result.variants) == len(VariantBuilder.MUTATIONS) + runner.options.num_twins + len(emptied)
 
 
 @pytest.mark.parametrize(("suite_name", "task_id"), TASKS[:6], ids=[t for _, t in TASKS[:6]])

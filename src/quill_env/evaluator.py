@@ -36,7 +36,7 @@ from quill_env.provenance import FAILED, LiteralGuard, LiteralPolicy
 from quill_env.reward import RewardConfig, Verdict, compute_reward
 from quill_env.runners import file_key, runner_cache, shared_backend, variants_for
 from quill_env.tasks import Suite, Task
-from quill_env.twins import Twin, build_twin
+from quill_env.twins import Twin, build_twin, emptied
 from quill_env.twins import applied as twin_applied
 from quill_env.unmetered import check_unmetered
 from quill_env.variants import Variant, VariantBuilder
@@ -211,7 +211,7 @@ class _Check:
     run: ExecResult | None = None
 
 
-BASELINE_FORMAT = "3"
+BASELINE_FORMAT = "4"
 """Version of the baseline cache entries (bump when what a baseline holds changes)."""
 
 DEADLINE_FACTOR = 6.0
@@ -483,11 +483,48 @@ class TaskRunner:
                 )
                 return _with(check.failure, **common)
             outcomes.append(VariantOutcome(repr(backend), "match"))
+        for name, backend, table, record in self._emptied:
+            with emptied(backend, table):
+                check = self._run_checked(backend, act, record, self._variant_budget(record), name, deadline)
+            if check.failure is not None:
+                outcomes.append(VariantOutcome(name, _outcome_status(check.failure), check.failure.error))
+                return _with(check.failure, **common)
+            outcomes.append(VariantOutcome(name, "match"))
         common["baseline_cost"] = float(base.main.work)
         main = self._check_main_and_twins(act, base, limit, outcomes)
         if main.failure is not None:
             return _with(main.failure, **common)
         return self._reward(act, base, main.run, common)
+
+    @functools.cached_property
+    def _emptied(self) -> list[tuple[str, SQLiteBackend, str, RunRecord]]:
+        """One database per base table the original names, with that table emptied alone.
+
+        No variant or twin has exactly one table empty (the ``empty`` variant empties them all,
+        twins keep every row count), so without these a rewrite could drop a table whose rows
+        only had to exist (a cross join, an uncorrelated ``EXISTS``) and be paid. Each is the
+        variant on which the original returns the most rows, with the table emptied in a
+        rolled-back savepoint (rows that referenced it go too: see :func:`twins.emptied`).
+        Returns ``(name, backend, table, the original's record there)``.
+        """
+        if not self.variant_backends:
+            return []
+        base = self.baseline
+        pick = max(range(len(base.variants)), key=lambda i: (len(base.variants[i].rows), -i))
+        backend = self.variant_backends[pick]
+        ctes = {c.alias_or_name.lower() for c in self.query.find_all(exp.CTE)}
+        by_lower = {name.lower(): name for name in self._base_tables}
+        named = sorted({t.name.lower() for t in self.query.find_all(exp.Table)} - ctes)
+        out = []
+        for table in (by_lower[n] for n in named if n in by_lower):
+            name = f"without:{table}"
+            try:
+                with emptied(backend, table):
+                    record = self._run_original(backend, name)
+            except BaselineError:
+                continue
+            out.append((name, backend, table, record))
+        return out
 
     def _police(self, action: object) -> Action | None:
         """The parsed action, ``None`` when it is the original unchanged; raises PolicyViolation."""
@@ -744,17 +781,19 @@ class TaskRunner:
         main = base.main
         wall = None
         if cfg.cost is CostMode.WORK:
-            raw = work_ratio(main.work, run.work)
             backend = self.backend
+            # charged against the original's loop length, so dead padding cannot dilute the shares
+            work = backend.work_of(run.counters, reference=main.counters)
+            raw = work_ratio(main.work, work)
             speedup = calibrated(
                 main.work,
-                run.work,
+                work,
                 len(main.rows),
                 alpha=backend.calibration_alpha,
                 statement_work=backend.calibration_statement_work,
                 row_work=backend.calibration_row_work,
             )
-            cand_cost: float = float(run.work)
+            cand_cost: float = float(work)
         else:
             measurement = self._measure_wall(act)
             raw, speedup = measurement.speedup, measurement.lower

@@ -43,10 +43,10 @@ MAX_CHANGED_ROWS = 600
 """The most rows a twin replaces in one table."""
 
 RANDOM_FRACTION = 0.002
+"""The share of a table's rows a twin perturbs besides the answer's own rows."""
 
 MAX_COLUMNS = 2000
 """SQLite's most columns in a result row (``SQLITE_LIMIT_COLUMN``)."""
-"""The share of a table's rows a twin perturbs besides the answer's own rows."""
 
 
 @dataclass(frozen=True)
@@ -330,4 +330,63 @@ def applied(backend: SQLiteBackend, twin: Twin) -> Iterator[None]:
         rollback_savepoint(conn, "quill_twin")
 
 
-__all__ = ["TableChange", "Twin", "applied", "build_twin"]
+def _orphan_delete(child: str, columns: Sequence[str], parent: str, ref_columns: Sequence[str]) -> str:
+    """``DELETE`` the rows of ``child`` whose foreign key (all parts set) has no row in ``parent``."""
+    match = exp.and_(
+        *(
+            exp.column(r, table="quill_parent", quoted=True).eq(exp.column(c, table=child, quoted=True))
+            for c, r in zip(columns, ref_columns)
+        )
+    )
+    parent_rows = exp.select("1").from_(exp.alias_(sqlbuild.table(parent), "quill_parent")).where(match)
+    condition = exp.and_(
+        *(exp.column(c, table=child, quoted=True).is_(exp.null()).not_() for c in columns),
+        exp.Exists(this=parent_rows).not_(),
+    )
+    return exp.delete(sqlbuild.table(child)).where(condition).sql("sqlite")
+
+
+@contextlib.contextmanager
+def emptied(backend: SQLiteBackend, table: str) -> Iterator[None]:
+    """``table`` emptied inside a savepoint that is rolled back on exit.
+
+    The rows of other tables whose foreign key pointed into the emptied rows go too (to a fixed
+    point, so chains and self-references are followed), so the database still satisfies its
+    declared keys: a rewrite that drops a join the schema makes redundant stays correct here,
+    while one that drops a table whose rows only had to exist (a cross join, an uncorrelated
+    ``EXISTS``) is wrong.
+    """
+    tables = backend.tables()
+    edges = []
+    for child in tables.values():
+        for fk in child.foreign_keys:
+            ref = _find(tables, fk.ref_table)
+            if ref is not None:
+                edges.append((child.name, fk.columns, ref.name, fk.ref_columns or _primary_key(ref)))
+    conn = backend.connection
+    conn.execute("SAVEPOINT quill_twin")
+    try:
+        conn.execute(exp.delete(sqlbuild.table(table)).sql("sqlite"))
+        for _ in range(len(tables) + 1):
+            changed = 0
+            for child, columns, parent, ref_columns in edges:
+                if len(columns) == len(ref_columns):
+                    conn.execute(_orphan_delete(child, columns, parent, ref_columns))
+                    changed += conn.changes()
+            if not changed:
+                break
+        yield
+    finally:
+        rollback_savepoint(conn, "quill_twin")
+
+
+def _find(tables: Mapping[str, TableInfo], name: str) -> TableInfo | None:
+    return next((t for k, t in tables.items() if k.lower() == name.lower()), None)
+
+
+def _primary_key(table: TableInfo) -> tuple[str, ...]:
+    key = sorted((c.pk, c.name) for c in table.columns if c.pk)
+    return tuple(name for _, name in key) or ("rowid",)
+
+
+__all__ = ["TableChange", "Twin", "applied", "build_twin", "emptied"]

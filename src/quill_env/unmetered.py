@@ -4,7 +4,10 @@ SQLite counts one VM step for a whole function call, however much the function d
 ``printf('%.*c', n, 'x')`` writes ``n`` bytes, ``replace`` and ``||`` build strings as long as
 the engine allows, ``instr`` and ``LIKE`` with a computed pattern compare in time proportional
 to the product of two lengths (a literal or a column's value is bounded by the query or the
-data), ``group_concat`` folds a table into one value that later steps then scan. A rewrite that
+data), ``group_concat`` folds a table into one value that later steps then scan, and a
+``COLLATE`` clause moves a function's work (``ORDER BY upper(x)``) into the comparisons of a
+sort or seek, which no counter sees (and ``NOCASE`` folds to lower case, so it does not even
+order like ``upper``). A rewrite that
 moves work into such calls looks cheap in ``work`` mode while it is slow on the clock, so a
 rewrite may use them only where the original already does (and then values are bounded by the
 engine's value-size limit, sized to the original's needs).
@@ -38,6 +41,7 @@ UNMETERED_CLASSES: dict[type[exp.Expression], str] = {
     exp.JSONArrayAgg: "json_group_array",
     exp.JSONObjectAgg: "json_group_object",
     exp.JSONObject: "json_object",
+    exp.Collate: "COLLATE",
 }
 """sqlglot node classes of string-building or super-linear functions, by SQLite name."""
 
@@ -93,9 +97,12 @@ def check_unmetered(original: exp.Expression, candidate: exp.Expression) -> None
     shown = f"{name}()" if name.isidentifier() else f"the {name} operator"
     if name.endswith("(expr)"):
         shown = f"{name[:-6].upper()} with a computed pattern"
+    verb = "calls"
+    if name == "COLLATE":
+        verb, shown = "uses", "a COLLATE clause (its comparisons happen inside sorts and seeks)"
     raise PolicyViolation(
         Verdict.REJECTED,
-        f"the rewrite calls {shown}, whose work the cost counter cannot see, and the original does "
+        f"the rewrite {verb} {shown}, whose work the cost counter cannot see, and the original does "
         "not; it is refused",
     )
 

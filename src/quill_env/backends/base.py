@@ -205,6 +205,16 @@ class Backend(abc.ABC):
                 allowlist). Only the harness's own trusted statements run unsandboxed.
         """
 
+    def work_of(self, counters: dict[str, int], *, reference: dict[str, int] | None = None) -> int:
+        """The work of one statement from its :attr:`ExecResult.counters`.
+
+        ``reference`` is the original query's counters on the same database: an engine whose
+        estimate depends on the shape of the compiled program uses it so that a rewrite cannot
+        look cheaper by adding code that never runs (see ``SQLiteBackend.work_of``). The default
+        reads the engine's own counter, ``counters["work"]``.
+        """
+        return int(counters.get("work", 0))
+
     @abc.abstractmethod
     def explain(self, sql: str) -> str:
         """The engine's query plan of ``sql`` as indented text."""

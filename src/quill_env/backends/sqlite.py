@@ -17,7 +17,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -340,7 +340,7 @@ class SQLiteBackend(Backend):
         self._profile: dict | None = None
         self._tables: dict[str, TableInfo] | None = None
         self._index_key: tuple[str, ...] = ()
-        self._profiles: OrderedDict[tuple, tuple[int, int]] = OrderedDict()
+        self._profiles: OrderedDict[tuple, tuple[int, int, int]] = OrderedDict()
         self._snapshot_path: str | None = None
         self._configure()
 
@@ -492,6 +492,7 @@ class SQLiteBackend(Backend):
         deadline = start + budget.max_seconds if budget.max_seconds else None
         conn = self._conn
         functions, column_reads = self.loop_profile(sql)
+        loop_opcodes = self.loop_opcodes(sql)
         conn.execute(_LOAD_SCHEMA).fetchall()  # load the schema now, so no statement pays for it
         pages_at_start = self._pages()
         max_work = budget.max_work
@@ -579,6 +580,7 @@ class SQLiteBackend(Backend):
         counters["values"] = len(rows) * len(columns)
         counters["loop_function_ppm"] = int(functions * 1e6)
         counters["loop_column_ppm"] = int(column_reads * 1e6)
+        counters["loop_opcodes"] = loop_opcodes
         counters["largest_alloc"] = int(apsw.status(apsw.SQLITE_STATUS_MALLOC_SIZE, False)[1])
         steps = counters.get("vm_step", 0)
         if status is ExecStatus.TIMEOUT:
@@ -595,23 +597,28 @@ class SQLiteBackend(Backend):
             tables_read=tables_read,
         )
 
-    def work_of(self, counters: dict[str, int]) -> int:
+    def work_of(self, counters: dict[str, int], *, reference: dict[str, int] | None = None) -> int:
         """The deterministic work of one statement from its counters, in VM-step units.
 
         One VM step can hide much more work than another, so more is charged than the steps:
         the b-tree pages fetched (:attr:`page_work` each: index seeks and the row lookups of a
         non-covering index), function calls and record-column reads (:attr:`function_work`,
         :attr:`column_work` each, estimated as the steps times the share of those opcodes among
-        the opcodes of the program's loops; padding a program with cheap opcodes cannot dilute
-        the share, since they are steps too), and the values returned (:attr:`value_work` each).
+        the opcodes of the program's loops), and the values returned (:attr:`value_work` each).
+
+        Opcodes that run are steps too, so padding that runs cannot dilute the shares; padding
+        that never runs (a dead branch or an empty loop with hundreds of terms) would. So when
+        ``reference`` (the original query's counters on the same database) is given, the shares
+        are taken over at most the original's loop length (function calls) or three times it (column
+        reads, which a decorrelated rewrite legitimately spreads over longer loops): see
+        :func:`loop_shares`.
 
         >>> backend = SQLiteBackend.empty()
         >>> backend.work_of({"vm_step": 1000, "pages": 10, "values": 0}) == int(1000 + 10 * backend.page_work)
         True
         """
         steps = counters.get("vm_step", 0)
-        functions = counters.get("loop_function_ppm", 0) / 1e6
-        columns = counters.get("loop_column_ppm", 0) / 1e6
+        functions, columns = loop_shares(counters, reference)
         return int(
             steps * (1 + self.function_work * functions + self.column_work * columns)
             + self.page_work * counters.get("pages", 0)
@@ -630,14 +637,22 @@ class SQLiteBackend(Backend):
         >>> functions == 0, backend.loop_profile("SELECT upper(a) FROM t")[0] > 0
         (True, True)
         """
+        functions, columns, _ = self._loop_profile(sql)
+        return functions / 1e6, columns / 1e6
+
+    def loop_opcodes(self, sql: str) -> int:
+        """How many opcodes ``sql``'s loops hold (the denominator of :meth:`loop_profile`)."""
+        return self._loop_profile(sql)[2]
+
+    def _loop_profile(self, sql: str) -> tuple[int, int, int]:
         key = (sql, self._index_key)
-        ppm = self._profiles.get(key)
-        if ppm is None:
-            ppm = _loop_profile_ppm(self._conn, sql)
-            self._profiles[key] = ppm
+        profile = self._profiles.get(key)
+        if profile is None:
+            profile = _loop_profile_ppm(self._conn, sql)
+            self._profiles[key] = profile
             while len(self._profiles) > 512:
                 self._profiles.popitem(last=False)
-        return ppm[0] / 1e6, ppm[1] / 1e6
+        return profile
 
     def size_bytes(self) -> int:
         """The database's size (pages times page size)."""
@@ -856,12 +871,40 @@ _LOOP_ENDS = frozenset({"Next", "Prev", "SorterNext", "VNext", "Goto"})
 _FUNCTIONS = frozenset({"Function", "PureFunc"})
 
 
-def _loop_profile_ppm(conn: apsw.Connection, sql: str) -> tuple[int, int]:
-    """Function-call and column-read opcodes per million opcodes inside the loops of ``sql``."""
+COLUMN_LOOP_SLACK = 3.0
+"""How much longer than the original's a rewrite's loops may be before column reads stop diluting
+(decorrelated references reach 3.1x the original's loop length; dead code reaches any length)."""
+
+
+def loop_shares(
+    counters: Mapping[str, int], reference: Mapping[str, int] | None = None
+) -> tuple[float, float]:
+    """The shares of function calls and column reads that :meth:`SQLiteBackend.work_of` charges.
+
+    Taken over the loops' opcodes, but over no more than the original's loop length for function
+    calls (``COLUMN_LOOP_SLACK`` times it for column reads) when ``reference``, the original's
+    counters, is given: code that never runs cannot dilute them.
+
+    >>> loop_shares({"loop_function_ppm": 10_000, "loop_opcodes": 1000}, {"loop_opcodes": 50})
+    (0.2, 0.0)
+    """
+    functions = counters.get("loop_function_ppm", 0) / 1e6
+    columns = counters.get("loop_column_ppm", 0) / 1e6
+    opcodes = counters.get("loop_opcodes", 0)
+    limit = (reference or {}).get("loop_opcodes", 0)
+    if 0 < limit < opcodes:
+        functions = min(1.0, functions * opcodes / limit)
+        if opcodes > COLUMN_LOOP_SLACK * limit:
+            columns = min(1.0, columns * opcodes / (COLUMN_LOOP_SLACK * limit))
+    return functions, columns
+
+
+def _loop_profile_ppm(conn: apsw.Connection, sql: str) -> tuple[int, int, int]:
+    """Function-call and column-read opcodes per million loop opcodes of ``sql``, and the loop opcodes."""
     try:
         program = [(r[0], r[1], r[3]) for r in conn.execute("EXPLAIN " + sql, can_cache=False)]
     except apsw.Error:
-        return 0, 0
+        return 0, 0, 0
     in_loop = [False] * len(program)
     for addr, opcode, target in program:
         if opcode in _LOOP_ENDS and isinstance(target, int) and 0 < target < addr:
@@ -869,10 +912,10 @@ def _loop_profile_ppm(conn: apsw.Connection, sql: str) -> tuple[int, int]:
                 in_loop[i] = True
     body = [op for (_, op, _), inside in zip(program, in_loop) if inside]
     if not body:
-        return 0, 0
+        return 0, 0, 0
     functions = sum(op in _FUNCTIONS for op in body)
     columns = sum(op == "Column" for op in body)
-    return int(1e6 * functions / len(body)), int(1e6 * columns / len(body))
+    return int(1e6 * functions / len(body)), int(1e6 * columns / len(body)), len(body)
 
 
 def _error_kind(err: apsw.Error) -> str:
