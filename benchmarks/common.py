@@ -14,11 +14,12 @@ from quill_env.twins import applied as twin_applied
 def bare_seconds(runner: TaskRunner, action: str, *, twins: bool = True) -> float:
     """The bare-execution limit: the same candidate run with plain APSW (indexes in a savepoint,
     the query, rollback) on the main database, on every twin (applied in a savepoint, as the
-    environment does) and on every variant, with no other Quill machinery."""
+    environment does), on every variant and on every one-table-emptied copy, with no other Quill
+    machinery."""
     act = parse_action(action, runner.schema_view)
     index_sql = [spec.to_sql(f"bare_{i}") for i, spec in enumerate(act.indexes)]
     total = 0.0
-    for backend in [runner.backend, *runner.variant_backends]:
+    for backend in [runner.backend, *runner.variant_backends, *runner.emptied_backends]:
         conn: apsw.Connection = backend.connection
         start = time.perf_counter()
         conn.execute("SAVEPOINT bare")

@@ -36,7 +36,7 @@ from quill_env.provenance import FAILED, LiteralGuard, LiteralPolicy
 from quill_env.reward import RewardConfig, Verdict, compute_reward
 from quill_env.runners import file_key, runner_cache, shared_backend, variants_for
 from quill_env.tasks import Suite, Task
-from quill_env.twins import Twin, build_twin, emptied
+from quill_env.twins import Twin, build_twin, empty_table
 from quill_env.twins import applied as twin_applied
 from quill_env.unmetered import check_unmetered
 from quill_env.variants import Variant, VariantBuilder
@@ -483,9 +483,8 @@ class TaskRunner:
                 )
                 return _with(check.failure, **common)
             outcomes.append(VariantOutcome(repr(backend), "match"))
-        for name, backend, table, record in self._emptied:
-            with emptied(backend, table):
-                check = self._run_checked(backend, act, record, self._variant_budget(record), name, deadline)
+        for name, backend, record in self._emptied:
+            check = self._run_checked(backend, act, record, self._variant_budget(record), name, deadline)
             if check.failure is not None:
                 outcomes.append(VariantOutcome(name, _outcome_status(check.failure), check.failure.error))
                 return _with(check.failure, **common)
@@ -496,34 +495,41 @@ class TaskRunner:
             return _with(main.failure, **common)
         return self._reward(act, base, main.run, common)
 
+    @property
+    def emptied_backends(self) -> list[SQLiteBackend]:
+        """The databases with one table emptied that every candidate also runs on (see below)."""
+        return [backend for _, backend, _ in self._emptied]
+
     @functools.cached_property
-    def _emptied(self) -> list[tuple[str, SQLiteBackend, str, RunRecord]]:
-        """One database per base table the original names, with that table emptied alone.
+    def _emptied(self) -> list[tuple[str, SQLiteBackend, RunRecord]]:
+        """One small database per base table the original names, with that table emptied alone.
 
         No variant or twin has exactly one table empty (the ``empty`` variant empties them all,
         twins keep every row count), so without these a rewrite could drop a table whose rows
-        only had to exist (a cross join, an uncorrelated ``EXISTS``) and be paid. Each is the
-        variant on which the original returns the most rows, with the table emptied in a
-        rolled-back savepoint (rows that referenced it go too: see :func:`twins.emptied`).
-        Returns ``(name, backend, table, the original's record there)``.
+        only had to exist (a cross join, an uncorrelated ``EXISTS``) and be paid. Each is a copy
+        of the variant on which the original returns the most rows, with the table emptied (and
+        the rows that referenced it: see :func:`quill_env.twins.empty_table`), built once per
+        runner. Returns ``(name, backend, the original's record there)``.
         """
         if not self.variant_backends:
             return []
         base = self.baseline
         pick = max(range(len(base.variants)), key=lambda i: (len(base.variants[i].rows), -i))
-        backend = self.variant_backends[pick]
+        image = self.variant_backends[pick].serialize()
         ctes = {c.alias_or_name.lower() for c in self.query.find_all(exp.CTE)}
         by_lower = {name.lower(): name for name in self._base_tables}
         named = sorted({t.name.lower() for t in self.query.find_all(exp.Table)} - ctes)
         out = []
         for table in (by_lower[n] for n in named if n in by_lower):
             name = f"without:{table}"
+            backend = SQLiteBackend.from_bytes(image, label=name)
+            empty_table(backend, table)
             try:
-                with emptied(backend, table):
-                    record = self._run_original(backend, name)
+                record = self._run_original(backend, name)
             except BaselineError:
+                backend.close()
                 continue
-            out.append((name, backend, table, record))
+            out.append((name, backend, record))
         return out
 
     def _police(self, action: object) -> Action | None:
@@ -863,6 +869,8 @@ class TaskRunner:
         if self._owns_backend:
             self.backend.close()
         for b in self._variants or []:
+            b.close()
+        for _, b, _ in self.__dict__.get("_emptied", []):
             b.close()
         constant = self.__dict__.get("_constant_backend")
         if constant is not None:

@@ -346,15 +346,14 @@ def _orphan_delete(child: str, columns: Sequence[str], parent: str, ref_columns:
     return exp.delete(sqlbuild.table(child)).where(condition).sql("sqlite")
 
 
-@contextlib.contextmanager
-def emptied(backend: SQLiteBackend, table: str) -> Iterator[None]:
-    """``table`` emptied inside a savepoint that is rolled back on exit.
+def empty_table(backend: SQLiteBackend, table: str) -> None:
+    """Empty ``table`` of ``backend``'s database, and the rows that referenced it.
 
     The rows of other tables whose foreign key pointed into the emptied rows go too (to a fixed
     point, so chains and self-references are followed), so the database still satisfies its
-    declared keys: a rewrite that drops a join the schema makes redundant stays correct here,
+    declared keys: a rewrite that drops a join the schema makes redundant stays correct there,
     while one that drops a table whose rows only had to exist (a cross join, an uncorrelated
-    ``EXISTS``) is wrong.
+    ``EXISTS``) is wrong. It changes the database for good: call it on a private copy.
     """
     tables = backend.tables()
     edges = []
@@ -364,8 +363,7 @@ def emptied(backend: SQLiteBackend, table: str) -> Iterator[None]:
             if ref is not None:
                 edges.append((child.name, fk.columns, ref.name, fk.ref_columns or _primary_key(ref)))
     conn = backend.connection
-    conn.execute("SAVEPOINT quill_twin")
-    try:
+    with conn:
         conn.execute(exp.delete(sqlbuild.table(table)).sql("sqlite"))
         for _ in range(len(tables) + 1):
             changed = 0
@@ -375,9 +373,6 @@ def emptied(backend: SQLiteBackend, table: str) -> Iterator[None]:
                     changed += conn.changes()
             if not changed:
                 break
-        yield
-    finally:
-        rollback_savepoint(conn, "quill_twin")
 
 
 def _find(tables: Mapping[str, TableInfo], name: str) -> TableInfo | None:
@@ -389,4 +384,4 @@ def _primary_key(table: TableInfo) -> tuple[str, ...]:
     return tuple(name for _, name in key) or ("rowid",)
 
 
-__all__ = ["TableChange", "Twin", "applied", "build_twin", "emptied"]
+__all__ = ["TableChange", "Twin", "applied", "build_twin", "empty_table"]
