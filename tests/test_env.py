@@ -90,7 +90,7 @@ def test_users_own_database(small_db):
     )
     assert info["verdict"] == "improved" and reward > 0.25
     names = [v["name"] for v in info["variants"]]
-    assert names == [*VariantBuilder.MUTATIONS, "twin-0", "twin-1"]
+    assert names == [*VariantBuilder.MUTATIONS, "without:orders", "twin-0", "twin-1"]
 
 
 def test_bad_arguments_raise_typed_errors(shop_suite):

@@ -52,12 +52,13 @@ def test_no_hard_code_is_paid(suite_name):
 
 
 def test_the_attacks_succeed_without_the_defences():
-    """With provenance and twins off, the gated attacks pass verification (the old hole).
+    """With provenance, twins and emptied tables off, the gated attacks pass verification (the old hole).
 
-    A gated attack pays only where its fast path is faster than the original, so the bar is that
-    each kind is paid somewhere and that most tasks fall to at least one of them.
+    A gated attack pays only where its fast path is faster than the original (and the gate's
+    subquery lengthens the candidate's loops, which the work counter charges), so the bar is
+    that each kind is paid on a fifth of the tasks and that most tasks fall to at least one.
     """
-    options = EvalOptions(literals="any", num_twins=0)
+    options = EvalOptions(literals="any", num_twins=0, empty_tables=False)
     paid, tried, tasks, fallen = Counter(), Counter(), 0, 0
     for _task, runner in _runners("shop", options):
         tasks += 1
@@ -68,7 +69,7 @@ def test_the_attacks_succeed_without_the_defences():
             paid[kind] += won
             hit |= won
         fallen += hit
-    assert all(paid[kind] >= 0.25 * tried[kind] for kind in tried), (paid, tried)
+    assert all(paid[kind] >= 0.2 * tried[kind] for kind in tried), (paid, tried)
     assert fallen >= 0.5 * tasks, (fallen, tasks, paid, tried)
 
 

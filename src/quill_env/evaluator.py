@@ -56,6 +56,9 @@ class EvalOptions:
         num_twins: full-size perturbed twins of the main database checked after it (see
             :mod:`quill_env.twins`: the first moves the answer's rows to other keys and changes
             their values, the second takes the answer away; 0 disables them).
+        empty_tables: also run the candidate on copies of a variant with one table the original
+            names emptied (rows that referenced it go too); off only for research on the other
+            defences.
         literals: which constants a rewrite may contain (:class:`LiteralPolicy`).
         variant_rows: rows sampled per table for each variant.
         variant_work_floor: the smallest work budget on a variant (they are tiny).
@@ -80,6 +83,7 @@ class EvalOptions:
     budget_factor: float = 2.0
     num_variants: int | None = None
     num_twins: int = 2
+    empty_tables: bool = True
     literals: LiteralPolicy = LiteralPolicy.DERIVED
     variant_rows: int = 40
     variant_work_floor: int = 200_000
@@ -511,7 +515,7 @@ class TaskRunner:
         the rows that referenced it: see :func:`quill_env.twins.empty_table`), built once per
         runner. Returns ``(name, backend, the original's record there)``.
         """
-        if not self.variant_backends:
+        if not self.variant_backends or not self.options.empty_tables:
             return []
         base = self.baseline
         pick = max(range(len(base.variants)), key=lambda i: (len(base.variants[i].rows), -i))
