@@ -31,7 +31,7 @@ from quill_env.errors import BaselineError, ConfigError, IndexBuildError, Unknow
 from quill_env.fingerprint import canonical_sql
 from quill_env.lineage import lineage_rowids
 from quill_env.measure import CostMode, WallOptions, calibrated, interleaved, work_ratio
-from quill_env.policy import Action, PolicyViolation, SchemaView, parse_action
+from quill_env.policy import Action, PolicyViolation, SchemaView, encodable, parse_action
 from quill_env.provenance import FAILED, LiteralGuard, LiteralPolicy
 from quill_env.reward import RewardConfig, Verdict, compute_reward
 from quill_env.runners import file_key, runner_cache, shared_backend, variants_for
@@ -269,7 +269,7 @@ class TaskRunner:
         self._schema_map = {t.name: {c.name: c.type or "TEXT" for c in t.columns} for t in tables.values()}
         self._base_tables = {k for k, t in tables.items()}
         self._column_names = {c.lower() for cols in self.schema_view.tables.values() for c in cols}
-        if not _encodable(task.query):
+        if not encodable(task.query):
             raise BaselineError(f"task {task.id}: the original query is not valid Unicode text")
         try:
             self.query = sqlglot.parse_one(task.query, read=backend.dialect)
@@ -308,7 +308,7 @@ class TaskRunner:
     ) -> TaskRunner:
         """A runner for a user's own database; variants are derived from that database."""
         options = options or EvalOptions()
-        if not _encodable(query):
+        if not encodable(query):
             raise BaselineError("the original query is not valid Unicode text (a lone surrogate?)")
         path = str(Path(_strip_url(database)).resolve())
         backend = shared_backend(path)
@@ -894,14 +894,6 @@ def _with(result: EvalResult, **fields: Any) -> EvalResult:
 def _plain_sql(tree: exp.Expression, dialect: str) -> str:
     """The normalized SQL of ``tree`` without comments (comments never change identity)."""
     return tree.sql(dialect, normalize=True, comments=False)
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _record_to_json(record: RunRecord) -> dict:

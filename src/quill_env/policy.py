@@ -102,6 +102,19 @@ class SchemaView:
         return name.lower() in self.tables
 
 
+def encodable(text: str) -> bool:
+    """Whether ``text`` is valid Unicode that an engine accepts (no lone surrogates).
+
+    >>> encodable("東京"), encodable("a" + chr(0xD800))
+    (True, False)
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def split_statements(sql: str, dialect: str = "sqlite") -> list[str]:
     """Split SQL text into statement texts at top-level semicolons, using sqlglot's tokenizer.
 

@@ -22,6 +22,7 @@ import numpy as np
 from quill_env.backends.base import Budget, ExecStatus
 from quill_env.backends.sqlite import SQLiteBackend
 from quill_env.lineage import lineage_scopes
+from quill_env.policy import encodable
 from quill_env.variants.context import Context
 from quill_env.variants.edit import Editor
 from quill_env.variants.literals import query_literals
@@ -93,7 +94,7 @@ class VariantBuilder:
             The variants, named after their mutation.
         """
         names = self.MUTATIONS[: k or len(self.MUTATIONS)]
-        if sql is not None and not _encodable(sql):
+        if sql is not None and not encodable(sql):
             sql = None  # no engine can run it (a lone surrogate): plain mutated samples
         image = self._schema_image()
         model = QueryModel(sql or "", self.schema)
@@ -141,14 +142,6 @@ class VariantBuilder:
     def _write(self, data: Data) -> SQLiteBackend:
         enforce_foreign_keys(self.schema, data)
         return self._schema_image().write(data)
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _answers(backend: SQLiteBackend, sql: str) -> bool:
