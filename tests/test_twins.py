@@ -10,7 +10,7 @@ import pytest
 from quill_env import Verdict, evaluate
 from quill_env.backends.sqlite import SQLiteBackend
 from quill_env.lineage import lineage_rowids
-from quill_env.twins import applied, build_twin
+from quill_env.twins import applied, build_twin, empty_table
 
 SLOW = "SELECT o.id, o.total FROM orders o JOIN users u ON u.id = o.user_id WHERE u.country = 'IS' AND o.status = 'paid'"
 
@@ -120,3 +120,23 @@ def test_a_size_gated_hard_code_meets_the_twin(tmp_path):
     with_twin = evaluate(str(path), SLOW, gated, literals="any")
     assert without.correct  # the hole the twin closes
     assert with_twin.verdict is Verdict.WRONG_RESULT and "twin" in with_twin.error
+
+
+def test_emptying_a_table_removes_what_referenced_it_and_keeps_the_rest():
+    backend = SQLiteBackend.empty()
+    conn = backend.connection
+    conn.execute(
+        "CREATE TABLE a(id INTEGER PRIMARY KEY);"
+        "CREATE TABLE b(id INTEGER PRIMARY KEY, a_id INTEGER NOT NULL REFERENCES a(id));"
+        "CREATE TABLE c(id INTEGER PRIMARY KEY, b_id INTEGER REFERENCES b(id), up INTEGER REFERENCES c(id));"
+        "CREATE TABLE other(id INTEGER PRIMARY KEY);"
+        "INSERT INTO a VALUES (1), (2); INSERT INTO b VALUES (10, 1), (11, 2);"
+        "INSERT INTO c VALUES (100, 10, NULL), (101, NULL, NULL), (102, NULL, 100);"
+        "INSERT INTO other VALUES (7)"
+    )
+    assert empty_table(backend, "a")
+    count = lambda t: conn.execute(f"SELECT COUNT(*) FROM {t}").get  # noqa: E731
+    assert (count("a"), count("b"), count("other")) == (0, 0, 1)
+    # 100 pointed at b; 102 pointed at 100 (a self-reference, followed to the fixed point)
+    assert [r[0] for r in conn.execute("SELECT id FROM c")] == [101]
+    backend.close()

@@ -346,7 +346,7 @@ def _orphan_delete(child: str, columns: Sequence[str], parent: str, ref_columns:
     return exp.delete(sqlbuild.table(child)).where(condition).sql("sqlite")
 
 
-def empty_table(backend: SQLiteBackend, table: str) -> None:
+def empty_table(backend: SQLiteBackend, table: str) -> bool:
     """Empty ``table`` of ``backend``'s database, and the rows that referenced it.
 
     The rows of other tables whose foreign key pointed into the emptied rows go too (to a fixed
@@ -354,6 +354,7 @@ def empty_table(backend: SQLiteBackend, table: str) -> None:
     declared keys: a rewrite that drops a join the schema makes redundant stays correct there,
     while one that drops a table whose rows only had to exist (a cross join, an uncorrelated
     ``EXISTS``) is wrong. It changes the database for good: call it on a private copy.
+    Returns ``False`` when the engine refuses a deletion (the copy is then not to be used).
     """
     tables = backend.tables()
     edges = []
@@ -363,16 +364,20 @@ def empty_table(backend: SQLiteBackend, table: str) -> None:
             if ref is not None:
                 edges.append((child.name, fk.columns, ref.name, fk.ref_columns or _primary_key(ref)))
     conn = backend.connection
-    with conn:
-        conn.execute(exp.delete(sqlbuild.table(table)).sql("sqlite"))
-        for _ in range(len(tables) + 1):
-            changed = 0
-            for child, columns, parent, ref_columns in edges:
-                if len(columns) == len(ref_columns):
-                    conn.execute(_orphan_delete(child, columns, parent, ref_columns))
-                    changed += conn.changes()
-            if not changed:
-                break
+    try:
+        with conn:
+            conn.execute(exp.delete(sqlbuild.table(table)).sql("sqlite"))
+            for _ in range(len(tables) + 1):
+                changed = 0
+                for child, columns, parent, ref_columns in edges:
+                    if len(columns) == len(ref_columns):
+                        conn.execute(_orphan_delete(child, columns, parent, ref_columns))
+                        changed += conn.changes()
+                if not changed:
+                    break
+    except apsw.Error:
+        return False
+    return True
 
 
 def _find(tables: Mapping[str, TableInfo], name: str) -> TableInfo | None:
