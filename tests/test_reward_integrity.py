@@ -365,3 +365,23 @@ def test_collate_is_refused_unless_the_original_uses_it(tmp_path):
     assert lowered.verdict is Verdict.REJECTED
     kept = evaluate(str(path), candidate, "SELECT id, note FROM t ORDER BY note COLLATE NOCASE, id")
     assert kept.verdict is not Verdict.REJECTED  # the original's own COLLATE may stay
+
+
+def test_a_table_behind_a_view_is_emptied_too(tmp_path):
+    """The original reads ``follows`` through a view: dropping the view is as wrong as dropping
+    the table, so the table behind it is emptied alone as well."""
+    path = tmp_path / "view.db"
+    conn = apsw.Connection(str(path))
+    conn.execute(
+        "CREATE TABLE users(id INTEGER PRIMARY KEY, born INTEGER);"
+        "CREATE TABLE follows(a INTEGER, b INTEGER);"
+        "CREATE VIEW edges AS SELECT a, b FROM follows"
+    )
+    with conn:
+        conn.executemany("INSERT INTO users VALUES (?, ?)", [(i, 1950 + i % 40) for i in range(1, 3001)])
+        conn.executemany("INSERT INTO follows VALUES (?, ?)", [(i, i + 1) for i in range(1, 200)])
+    conn.close()
+    slow = "SELECT DISTINCT u.id FROM users u, edges e WHERE u.born = 1970"
+    result = evaluate(str(path), slow, "SELECT u.id FROM users u WHERE u.born = 1970")
+    assert result.verdict is Verdict.WRONG_RESULT, result
+    assert result.error.startswith("without:follows: ")

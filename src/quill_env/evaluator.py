@@ -520,11 +520,8 @@ class TaskRunner:
         base = self.baseline
         pick = max(range(len(base.variants)), key=lambda i: (len(base.variants[i].rows), -i))
         image = self.variant_backends[pick].serialize()
-        ctes = {c.alias_or_name.lower() for c in self.query.find_all(exp.CTE)}
-        by_lower = {name.lower(): name for name in self._base_tables}
-        named = sorted({t.name.lower() for t in self.query.find_all(exp.Table)} - ctes)
         out = []
-        for table in (by_lower[n] for n in named if n in by_lower):
+        for table in self._named_tables():
             name = f"without:{table}"
             backend = SQLiteBackend.from_bytes(image, label=name)
             try:
@@ -536,6 +533,26 @@ class TaskRunner:
                 continue
             out.append((name, backend, record))
         return out
+
+    def _named_tables(self) -> list[str]:
+        """The tables the original reads by name, views resolved to the tables behind them."""
+        tables = self.backend.tables()
+        by_lower = {name.lower(): name for name in tables}
+        found: set[str] = set()
+        pending = [self.query]
+        while pending and len(found) < 64:
+            tree = pending.pop()
+            ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
+            for node in tree.find_all(exp.Table):
+                name = by_lower.get(node.name.lower())
+                if name is None or node.name.lower() in ctes or name in found:
+                    continue
+                found.add(name)
+                info = tables[name]
+                if info.is_view:
+                    with contextlib.suppress(sqlglot.errors.ParseError, sqlglot.errors.TokenError):
+                        pending.append(sqlglot.parse_one(info.sql, read=self.backend.dialect))
+        return sorted(name for name in found if not tables[name].is_view)
 
     def _police(self, action: object) -> Action | None:
         """The parsed action, ``None`` when it is the original unchanged; raises PolicyViolation."""
