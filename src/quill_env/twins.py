@@ -38,6 +38,7 @@ from sqlglot import exp
 from quill_env import sqlbuild
 from quill_env.backends.base import TableInfo
 from quill_env.backends.sqlite import SQLiteBackend, rollback_savepoint
+from quill_env.variants.schema import Schema
 
 MAX_CHANGED_ROWS = 600
 """The most rows a twin replaces in one table."""
@@ -356,37 +357,21 @@ def empty_table(backend: SQLiteBackend, table: str) -> bool:
     ``EXISTS``) is wrong. It changes the database for good: call it on a private copy.
     Returns ``False`` when the engine refuses a deletion (the copy is then not to be used).
     """
-    tables = backend.tables()
-    edges = []
-    for child in tables.values():
-        for fk in child.foreign_keys:
-            ref = _find(tables, fk.ref_table)
-            if ref is not None:
-                edges.append((child.name, fk.columns, ref.name, fk.ref_columns or _primary_key(ref)))
+    schema = Schema(backend.tables())
     conn = backend.connection
     try:
         with conn:
             conn.execute(exp.delete(sqlbuild.table(table)).sql("sqlite"))
-            for _ in range(len(tables) + 1):
+            for _ in range(len(schema.tables) + 1):
                 changed = 0
-                for child, columns, parent, ref_columns in edges:
-                    if len(columns) == len(ref_columns):
-                        conn.execute(_orphan_delete(child, columns, parent, ref_columns))
-                        changed += conn.changes()
+                for link in schema.links:
+                    conn.execute(_orphan_delete(link.child, link.columns, link.parent, link.ref_columns))
+                    changed += conn.changes()
                 if not changed:
                     break
     except apsw.Error:
         return False
     return True
-
-
-def _find(tables: Mapping[str, TableInfo], name: str) -> TableInfo | None:
-    return next((t for k, t in tables.items() if k.lower() == name.lower()), None)
-
-
-def _primary_key(table: TableInfo) -> tuple[str, ...]:
-    key = sorted((c.pk, c.name) for c in table.columns if c.pk)
-    return tuple(name for _, name in key) or ("rowid",)
 
 
 __all__ = ["TableChange", "Twin", "applied", "build_twin", "empty_table"]
