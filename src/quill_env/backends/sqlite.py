@@ -491,13 +491,14 @@ class SQLiteBackend(Backend):
         start = timer()
         deadline = start + budget.max_seconds if budget.max_seconds else None
         conn = self._conn
-        functions, column_reads = self.loop_profile(sql)
-        loop_opcodes = self.loop_opcodes(sql)
+        function_ppm, column_ppm, loop_opcodes = self._loop_profile(sql)
         conn.execute(_LOAD_SCHEMA).fetchall()  # load the schema now, so no statement pays for it
         pages_at_start = self._pages()
         max_work = budget.max_work
         weight = self.page_work
-        step_weight = PROGRESS_OPS * (1 + self.function_work * functions + self.column_work * column_reads)
+        step_weight = PROGRESS_OPS * (
+            1 + self.function_work * (function_ppm / 1e6) + self.column_work * (column_ppm / 1e6)
+        )
 
         def progress() -> bool:
             calls = state["calls"] = state["calls"] + 1
@@ -578,8 +579,8 @@ class SQLiteBackend(Backend):
         }
         counters["pages"] = self._pages() - pages_at_start
         counters["values"] = len(rows) * len(columns)
-        counters["loop_function_ppm"] = int(functions * 1e6)
-        counters["loop_column_ppm"] = int(column_reads * 1e6)
+        counters["loop_function_ppm"] = function_ppm
+        counters["loop_column_ppm"] = column_ppm
         counters["loop_opcodes"] = loop_opcodes
         counters["largest_alloc"] = int(apsw.status(apsw.SQLITE_STATUS_MALLOC_SIZE, False)[1])
         steps = counters.get("vm_step", 0)
