@@ -336,6 +336,21 @@ def _load(con: duckdb.DuckDBPyConnection, recipe: _Recipe) -> None:
         con.execute(stmt)
 
 
+def _loaded(recipe: _Recipe, failure: str) -> duckdb.DuckDBPyConnection:
+    """A new connection holding the database ``recipe`` describes.
+
+    Raises:
+        DatabaseError: ``failure``, with the engine's reason, when DuckDB refuses the recipe.
+    """
+    con = _connect()
+    try:
+        _load(con, recipe)
+    except duckdb.Error as err:
+        con.close()
+        raise DatabaseError(f"{failure}: {_clean(err)}") from None
+    return con
+
+
 def _attach_copy(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     literal = exp.Literal.string(path.resolve().as_posix()).sql("duckdb")
     con.execute(f"ATTACH {literal} AS quill_source (READ_ONLY, TYPE duckdb)")
@@ -437,12 +452,7 @@ class DuckDBBackend(Backend):
                 "pass a .duckdb file, or a sqlite:/// URL for a SQLite file"
             )
         recipe = _Recipe(path=path.resolve(), stat=_file_stat(path))
-        con = _connect()
-        try:
-            _load(con, recipe)
-        except duckdb.Error as err:
-            con.close()
-            raise DatabaseError(f"cannot open {path} as a DuckDB database: {_clean(err)}") from None
+        con = _loaded(recipe, f"cannot open {path} as a DuckDB database")
         return cls(con, label=str(path), timer=timer, heap_bytes=heap_bytes, recipe=recipe)
 
     @classmethod
@@ -471,12 +481,7 @@ class DuckDBBackend(Backend):
             DatabaseError: a statement or a row was refused by the engine.
         """
         recipe = _Recipe(schema_sql=list(schema_sql), rows={k: list(v) for k, v in rows.items()})
-        con = _connect()
-        try:
-            _load(con, recipe)
-        except duckdb.Error as err:
-            con.close()
-            raise DatabaseError(f"cannot build the database: {_clean(err)}") from None
+        con = _loaded(recipe, "cannot build the database")
         return cls(con, label=label, timer=timer, heap_bytes=heap_bytes, recipe=recipe)
 
     def clone(self) -> DuckDBBackend:
@@ -489,12 +494,7 @@ class DuckDBBackend(Backend):
         if recipe.path is not None and recipe.stat != _file_stat(recipe.path):
             raise DatabaseError(f"{recipe.path} changed since it was opened; open it again")
         copy = _Recipe(recipe.path, recipe.stat, list(recipe.schema_sql), recipe.rows, list(recipe.log))
-        con = _connect()
-        try:
-            _load(con, copy)
-        except duckdb.Error as err:
-            con.close()
-            raise DatabaseError(f"cannot clone {self._label}: {_clean(err)}") from None
+        con = _loaded(copy, f"cannot clone {self._label}")
         return DuckDBBackend(
             con, label=self._label, timer=self._timer, heap_bytes=self._heap_bytes, recipe=copy
         )
