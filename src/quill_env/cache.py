@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from quill_env.tasks import cache_dir
+from quill_env.paths import cache_dir
 
 MAX_CACHED_ROWS = 200_000
 """Baselines with more rows than this (all databases together) are kept in memory only."""

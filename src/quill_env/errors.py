@@ -52,6 +52,13 @@ class DatabaseError(QuillError):
     """A task database cannot be opened or introspected."""
 
 
+class EngineError(DatabaseError):
+    """The engine failed one of the harness's own trusted statements (never an action's).
+
+    Its message is the engine's and may carry database values: never show it to an agent.
+    """
+
+
 class BaselineError(QuillError):
     """The task's original (slow) query itself fails, so nothing can be compared with it."""
 

@@ -18,6 +18,7 @@ from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import Tokenizer, TokenType
 
 from quill_env import sqlbuild
+from quill_env.backends.base import IndexSpec
 from quill_env.prompt import extract_sql
 from quill_env.reward import Verdict
 
@@ -55,28 +56,6 @@ class PolicyViolation(Exception):
         super().__init__(message)
         self.verdict = verdict
         self.message = message
-
-
-@dataclass(frozen=True)
-class IndexSpec:
-    """A ``CREATE INDEX`` an action asks for: plain columns of one existing table."""
-
-    table: str
-    columns: tuple[tuple[str, bool], ...]
-    """``(column, descending)`` pairs, in index order."""
-
-    def to_sql(self, name: str, dialect: str = "sqlite") -> str:
-        """Render the statement with a harness-chosen index ``name`` (never the agent's)."""
-        cols = [exp.Ordered(this=sqlbuild.column(c), desc=d, nulls_first=not d) for c, d in self.columns]
-        stmt = exp.Create(
-            kind="INDEX",
-            this=exp.Index(
-                this=exp.to_identifier(name, quoted=True),
-                table=sqlbuild.table(self.table),
-                params=exp.IndexParameters(columns=cols),
-            ),
-        )
-        return stmt.sql(dialect)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,19 @@ def insert(name: str, columns: Sequence[str], *, dialect: str = "sqlite", ignore
     return stmt.sql(dialect)
 
 
+def insert_row(name: str, width: int, *, dialect: str = "sqlite") -> str:
+    """A parameterized INSERT of whole rows (``width`` values in column order) into ``name``.
+
+    >>> insert_row("t", 2)
+    'INSERT INTO "t" VALUES (?, ?)'
+    """
+    stmt = exp.Insert(
+        this=table(name),
+        expression=exp.Values(expressions=[exp.Tuple(expressions=[exp.Placeholder() for _ in range(width)])]),
+    )
+    return stmt.sql(dialect)
+
+
 def count_rows(name: str, dialect: str = "sqlite") -> str:
     """``SELECT COUNT(*) FROM name``.
 

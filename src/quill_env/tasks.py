@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import apsw
-import platformdirs
 
 from quill_env import sqlbuild
 from quill_env._version import DATA_FORMAT
 from quill_env.datagen import generate_tables, spec_hash
 from quill_env.errors import SuiteError, UnknownNameError
+from quill_env.paths import cache_dir
 
 SPLITS = ("train", "test")
 SCALES = ("small", "medium", "large")
@@ -97,14 +97,6 @@ class Task:
         if self.notes:
             out["notes"] = self.notes
         return out
-
-
-def cache_dir() -> Path:
-    """Where generated databases and baselines are cached (``QUILL_CACHE`` overrides)."""
-    root = os.environ.get("QUILL_CACHE") or platformdirs.user_cache_dir("quill")
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def suites_root() -> Path:

@@ -1,22 +1,62 @@
 """The backend interface: what Quill needs from a database engine.
 
-A backend opens a task database, runs one statement under a budget and reports rows, columns
-and a *work* figure (the engine's own deterministic cost counter), builds indexes in a scratch
-state that is discarded, explains query plans, and introspects the schema. Engine differences
-live in the documented class attributes below, not in branches elsewhere. SQLite ships with
-Quill; DuckDB and PostgreSQL backends implement the same interface.
+A backend is the only place that knows its engine. It provides one lifecycle that the rest of
+Quill calls without asking which engine it has:
+
+- **open** a database file read-only, as a private copy (:meth:`Backend.open`), or build one
+  from a schema and rows (:meth:`Backend.from_rows`: how variant databases are loaded on any
+  engine) or write such a file (:meth:`Backend.create_file`: how suite databases are made);
+  :meth:`Backend.clone` makes another private copy;
+- **run** one untrusted statement under a :class:`Budget`, returning rows, columns and *work*
+  (the engine's own deterministic cost counter), with the engine-level sandbox
+  (:meth:`Backend.execute`);
+- **scratch** states that are discarded: indexes built under a budget
+  (:meth:`Backend.scratch_indexes`) and the harness's own changes (:meth:`Backend.transient`,
+  how twins are applied);
+- the harness's own **trusted** statements (:meth:`Backend.query`, :meth:`Backend.execute_many`),
+  with engine failures raised as :class:`~quill_env.errors.EngineError`;
+- **introspection**: tables, explain, engine version, dialect, row identity and capabilities,
+  as documented class attributes rather than branches elsewhere.
+
+SQLite ships with Quill; DuckDB (the ``duckdb`` extra) implements the same interface.
 """
 
 from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Iterator, Sequence
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import ClassVar, Protocol
 
-from quill_env.policy import IndexSpec
+from sqlglot import exp
+
+from quill_env import sqlbuild
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """A ``CREATE INDEX`` an action asks for: plain columns of one existing table."""
+
+    table: str
+    columns: tuple[tuple[str, bool], ...]
+    """``(column, descending)`` pairs, in index order."""
+
+    def to_sql(self, name: str, dialect: str = "sqlite") -> str:
+        """Render the statement with a harness-chosen index ``name`` (never the agent's)."""
+        cols = [exp.Ordered(this=sqlbuild.column(c), desc=d, nulls_first=not d) for c, d in self.columns]
+        stmt = exp.Create(
+            kind="INDEX",
+            this=exp.Index(
+                this=exp.to_identifier(name, quoted=True),
+                table=sqlbuild.table(self.table),
+                params=exp.IndexParameters(columns=cols),
+            ),
+        )
+        return stmt.sql(dialect)
 
 
 class ExecStatus(str, Enum):
@@ -170,6 +210,122 @@ class Backend(abc.ABC):
     """Cost of returning one row to the caller, in work units."""
     deterministic_work: ClassVar[bool] = True
     """Whether the work counter repeats exactly from run to run."""
+    file_suffixes: ClassVar[tuple[str, ...]] = ()
+    """File name endings of this engine's database files (how a bare path picks its engine)."""
+    file_header: ClassVar[tuple[int, bytes] | None] = None
+    """``(offset, bytes)`` that every database file of this engine holds (how a file is recognized)."""
+    row_id: ClassVar[str | None] = None
+    """The engine's implicit row identity column (SQLite ``rowid``), ``None`` if it has none;
+    harness code that must address rows by identity (twins, lineage) uses it."""
+    nested_transient: ClassVar[bool] = True
+    """Whether :meth:`transient` can be entered inside :meth:`scratch_indexes` (savepoints);
+    an engine without savepoints applies a twin to a clone of the database instead."""
+    indexes_matter: ClassVar[bool] = True
+    """Whether ``CREATE INDEX`` can change this engine's plan of a typical analytical query
+    (DuckDB: rarely; the reward still pays only measured work)."""
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    @classmethod
+    @abc.abstractmethod
+    def open(cls, path: str | os.PathLike[str], *, timer: Timer = time.perf_counter) -> Backend:
+        """A private copy of the database file at ``path``; the file is only ever read.
+
+        Raises:
+            DatabaseError: there is no such file or it is not a database of this engine.
+        """
+
+    @classmethod
+    @abc.abstractmethod
+    def empty(cls, *, timer: Timer = time.perf_counter) -> Backend:
+        """A new empty in-memory database (constant folding, scratch work)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def from_rows(
+        cls,
+        schema_sql: Sequence[str],
+        rows: Mapping[str, Sequence[tuple]],
+        *,
+        label: str = ":memory:",
+        dialect: str | None = None,
+    ) -> Backend:
+        """An in-memory database built from DDL statements and rows per table (column order).
+
+        This is how variant databases are loaded on every engine. ``dialect`` is the DDL's
+        dialect when it is not this engine's own (it is translated).
+
+        Raises:
+            DatabaseError: the engine refused a statement or a row.
+        """
+
+    @classmethod
+    def create_file(
+        cls,
+        path: str | os.PathLike[str],
+        schema_sql: Sequence[str],
+        columns: Mapping[str, Mapping[str, Sequence[object]]],
+        *,
+        dialect: str | None = None,
+    ) -> None:
+        """Write a new database file at ``path`` from DDL and column-major data per table.
+
+        How suite databases are generated for each engine. ``path`` must not exist yet.
+        """
+        raise NotImplementedError(f"the {cls.name} backend cannot write database files")
+
+    @abc.abstractmethod
+    def clone(self) -> Backend:
+        """Another private copy of this database, independent of this one."""
+
+    @abc.abstractmethod
+    def size_bytes(self) -> int:
+        """The space this database's data occupies (how much an index build may add)."""
+
+    @property
+    def label(self) -> str:
+        """Where this database came from (a path or a variant name)."""
+        return repr(self)
+
+    # --- the harness's own statements ------------------------------------------------------
+
+    @abc.abstractmethod
+    def query(self, sql: str, params: Sequence[object] = (), *, max_work: int | None = None) -> list[tuple]:
+        """Run one of the harness's own statements without the sandbox and return its rows.
+
+        Raises:
+            EngineError: the engine refused or failed it, or it exceeded ``max_work``.
+        """
+
+    @abc.abstractmethod
+    def execute_many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        """Run one of the harness's own parameterized statements once per row of ``rows``.
+
+        Raises:
+            EngineError: the engine refused or failed it.
+        """
+
+    @abc.abstractmethod
+    def transient(self) -> contextlib.AbstractContextManager[None]:
+        """A state whose changes (the harness's own) are all discarded when the context exits."""
+
+    def port(self, sql: str, dialect: str) -> str:
+        """``sql`` written in ``dialect`` translated to this engine's dialect (unchanged if the same).
+
+        Suites are written once (in SQLite's dialect); every other engine runs them ported.
+
+        Raises:
+            sqlglot.errors.SqlglotError: ``sql`` cannot be parsed in ``dialect``.
+        """
+        if dialect == self.dialect:
+            return sql
+        import sqlglot
+
+        return ";\n".join(sqlglot.transpile(sql, read=dialect, write=self.dialect))
+
+    def needs_double_quoted_strings(self, sql: str) -> bool:
+        """Whether ``sql`` only works because the engine reads double-quoted names as strings."""
+        return False
 
     # --- identity --------------------------------------------------------------------------
 
@@ -195,7 +351,14 @@ class Backend(abc.ABC):
     # --- execution -------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def execute(self, sql: str, budget: Budget | None = None, *, sandboxed: bool = True) -> ExecResult:
+    def execute(
+        self,
+        sql: str,
+        budget: Budget | None = None,
+        *,
+        sandboxed: bool = True,
+        double_quoted_strings: bool = False,
+    ) -> ExecResult:
         """Run one statement and fetch its rows.
 
         Args:
@@ -203,6 +366,8 @@ class Backend(abc.ABC):
             budget: work, time and row limits.
             sandboxed: apply the engine-level sandbox (read-only authorizer and function
                 allowlist). Only the harness's own trusted statements run unsandboxed.
+            double_quoted_strings: read a double-quoted name that is no column as a string
+                (only where the original query needs it: :meth:`needs_double_quoted_strings`).
         """
 
     def work_of(self, counters: dict[str, int], *, reference: dict[str, int] | None = None) -> int:
@@ -220,8 +385,14 @@ class Backend(abc.ABC):
         """The engine's query plan of ``sql`` as indented text."""
 
     @abc.abstractmethod
-    def scratch_indexes(self, indexes: Sequence[IndexSpec]) -> contextlib.AbstractContextManager[None]:
-        """Build ``indexes`` in a scratch state that is discarded when the context exits."""
+    def scratch_indexes(
+        self, indexes: Sequence[IndexSpec], budget: Budget | None = None
+    ) -> contextlib.AbstractContextManager[None]:
+        """Build ``indexes`` in a scratch state that is discarded when the context exits.
+
+        Raises:
+            IndexBuildError: the build failed or ran past ``budget`` (work, seconds, heap).
+        """
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the connection."""

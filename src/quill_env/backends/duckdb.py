@@ -88,6 +88,7 @@ except ImportError:  # pragma: no cover - the duckdb extra is not installed
 
 from quill_env import sqlbuild
 from quill_env.backends.base import (
+    IndexSpec,
     Backend,
     Budget,
     ColumnInfo,
@@ -98,7 +99,6 @@ from quill_env.backends.base import (
     TableInfo,
     Timer,
 )
-from quill_env.policy import IndexSpec
 
 DEFAULT_HEAP_BYTES = 512 << 20
 """Memory a statement may use on top of the data (the evaluator's default ``max_heap_mb``)."""

@@ -17,14 +17,16 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
 import apsw
+import sqlglot
 
 from quill_env import sqlbuild
 from quill_env.backends.base import (
+    IndexSpec,
     Backend,
     Budget,
     ColumnInfo,
@@ -35,9 +37,8 @@ from quill_env.backends.base import (
     TableInfo,
     Timer,
 )
-from quill_env.errors import DatabaseError, IndexBuildError
-from quill_env.policy import IndexSpec
-from quill_env.tasks import cache_dir
+from quill_env.errors import DatabaseError, EngineError, IndexBuildError
+from quill_env.paths import cache_dir
 
 ALLOWED_FUNCTIONS = frozenset(
     [
@@ -314,6 +315,9 @@ class SQLiteBackend(Backend):
     name: ClassVar[str] = "sqlite"
     dialect: ClassVar[str] = "sqlite"
     work_unit: ClassVar[str] = "vm_steps"
+    file_suffixes: ClassVar[tuple[str, ...]] = (".db", ".sqlite", ".sqlite3")
+    file_header: ClassVar[tuple[int, bytes] | None] = (0, b"SQLite format 3\x00")
+    row_id: ClassVar[str | None] = "rowid"
     calibration_alpha: ClassVar[float] = 0.866
     calibration_statement_work: ClassVar[float] = 489.0
     calibration_row_work: ClassVar[float] = 0.0
@@ -429,6 +433,60 @@ class SQLiteBackend(Backend):
     def empty(cls, *, timer: Timer = time.perf_counter) -> SQLiteBackend:
         """A new empty in-memory database (used to build variants)."""
         return cls(_memory_connection(), timer=timer)
+
+    @classmethod
+    def from_rows(
+        cls,
+        schema_sql: Sequence[str],
+        rows: Mapping[str, Sequence[tuple]],
+        *,
+        label: str = ":memory:",
+        dialect: str | None = None,
+        timer: Timer = time.perf_counter,
+    ) -> SQLiteBackend:
+        """An in-memory database built from DDL statements and rows per table (column order).
+
+        Rows are inserted as given (foreign keys are not enforced: a variant keeps what its
+        builder wrote). ``dialect`` names the DDL's dialect when it is not SQLite's.
+
+        Raises:
+            DatabaseError: a statement or a row was refused by the engine.
+        """
+        conn = _memory_connection()
+        try:
+            _write(conn, _ported_ddl(schema_sql, dialect), rows)
+        except apsw.Error as err:
+            conn.close()
+            raise DatabaseError(f"cannot build the database: {_clean(err)}") from None
+        return cls(conn, label=label, timer=timer)
+
+    @classmethod
+    def create_file(
+        cls,
+        path: str | os.PathLike[str],
+        schema_sql: Sequence[str],
+        columns: Mapping[str, Mapping[str, Sequence[object]]],
+        *,
+        dialect: str | None = None,
+    ) -> None:
+        """Write a new SQLite file at ``path`` from DDL and column-major data per table.
+
+        Raises:
+            DatabaseError: ``path`` exists, or the engine refused a statement or a row.
+        """
+        if os.path.exists(path):
+            raise DatabaseError(f"{path} exists; a new database file is written only where none is")
+        conn = apsw.Connection(os.fspath(path))
+        try:
+            conn.execute("PRAGMA journal_mode = OFF")
+            conn.execute("PRAGMA page_size = 4096")
+            rows = {table: list(zip(*data.values())) for table, data in columns.items()}
+            names = {table: list(data) for table, data in columns.items()}
+            _write(conn, _ported_ddl(schema_sql, dialect), rows, names)
+        except apsw.Error as err:
+            raise DatabaseError(f"cannot write {path}: {_clean(err)}") from None
+        finally:
+            conn.close()
 
     def serialize(self) -> bytes:
         """The database image, for cloning into another backend or process."""
@@ -597,6 +655,57 @@ class SQLiteBackend(Backend):
             counters=counters,
             tables_read=tables_read,
         )
+
+    def query(self, sql: str, params: Sequence[object] = (), *, max_work: int | None = None) -> list[tuple]:
+        """Run one of the harness's own statements (no sandbox) and return its rows.
+
+        ``max_work`` bounds its VM steps.
+
+        Raises:
+            EngineError: SQLite refused or failed it, or it exceeded ``max_work``.
+        """
+        conn = self._conn
+        stop_after = None if max_work is None else max(1, max_work // PROGRESS_OPS)
+        calls = [0]
+
+        def progress() -> bool:
+            calls[0] += 1
+            return stop_after is not None and calls[0] > stop_after
+
+        if stop_after is not None:
+            conn.set_progress_handler(progress, PROGRESS_OPS)
+        try:
+            return [tuple(row) for row in conn.execute(sql, tuple(params))]
+        except apsw.InterruptError:
+            raise EngineError("the statement exceeded its work budget") from None
+        except apsw.Error as err:
+            raise EngineError(_clean(err)) from None
+        finally:
+            if stop_after is not None:
+                conn.set_progress_handler(None)
+
+    def execute_many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        """Run one of the harness's own parameterized statements once per row (no sandbox).
+
+        Raises:
+            EngineError: SQLite refused or failed it.
+        """
+        try:
+            self._conn.executemany(sql, rows)
+        except apsw.Error as err:
+            raise EngineError(_clean(err)) from None
+        self._tables = None
+
+    @contextlib.contextmanager
+    def transient(self) -> Iterator[None]:
+        """A savepoint rolled back on exit; it nests inside :meth:`scratch_indexes`."""
+        tables_before = self._tables
+        self._conn.execute("SAVEPOINT quill_transient")
+        try:
+            yield
+        finally:
+            rollback_savepoint(self._conn, "quill_transient")
+            self._tables = tables_before
 
     def work_of(self, counters: dict[str, int], *, reference: dict[str, int] | None = None) -> int:
         """The deterministic work of one statement from its counters, in VM-step units.
@@ -825,7 +934,7 @@ class SQLiteBackend(Backend):
         return self._label
 
 
-SAVEPOINTS = frozenset({"quill_scratch", "quill_twin", "quill_twin_check"})
+SAVEPOINTS = frozenset({"quill_scratch", "quill_transient", "quill_twin", "quill_twin_check"})
 """The harness's savepoint names (fixed identifiers, never text from an action)."""
 
 
@@ -925,6 +1034,31 @@ def _error_kind(err: apsw.Error) -> str:
     if isinstance(err, apsw.ConstraintError):
         return "constraint"
     return "engine_error"
+
+
+def _ported_ddl(schema_sql: Sequence[str], dialect: str | None) -> list[str]:
+    if dialect in (None, SQLiteBackend.dialect):
+        return list(schema_sql)
+    return [sqlglot.transpile(ddl, read=dialect, write="sqlite")[0] for ddl in schema_sql]
+
+
+def _write(
+    conn: apsw.Connection,
+    schema_sql: Sequence[str],
+    rows: Mapping[str, Sequence[tuple]],
+    names: Mapping[str, Sequence[str]] | None = None,
+) -> None:
+    """Run the DDL and insert the rows, in one transaction (trusted: no authorizer yet)."""
+    with conn:
+        for ddl in schema_sql:
+            conn.execute(ddl)
+        for table, table_rows in rows.items():
+            if not table_rows:
+                continue
+            if names:
+                conn.executemany(sqlbuild.insert(table, names[table]), table_rows)
+            else:
+                conn.executemany(sqlbuild.insert_row(table, len(table_rows[0])), table_rows)
 
 
 def _deny_writes(code: int, *_: object) -> int:
