@@ -17,7 +17,6 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import Tokenizer, TokenType
 
-from quill_env import sqlbuild
 from quill_env.backends.base import IndexSpec
 from quill_env.prompt import extract_sql
 from quill_env.reward import Verdict

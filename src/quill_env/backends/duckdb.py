@@ -72,14 +72,15 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import sqlglot
 from sqlglot import exp
 
-from quill_env.errors import DatabaseError, IndexBuildError, MissingExtraError
+from quill_env.errors import DatabaseError, EngineError, IndexBuildError, MissingExtraError
 
 try:
     import duckdb
@@ -88,7 +89,6 @@ except ImportError:  # pragma: no cover - the duckdb extra is not installed
 
 from quill_env import sqlbuild
 from quill_env.backends.base import (
-    IndexSpec,
     Backend,
     Budget,
     ColumnInfo,
@@ -96,6 +96,7 @@ from quill_env.backends.base import (
     ExecStatus,
     ForeignKey,
     IndexInfo,
+    IndexSpec,
     TableInfo,
     Timer,
 )
@@ -332,8 +333,8 @@ def _load(con: duckdb.DuckDBPyConnection, recipe: _Recipe) -> None:
         con.execute(stmt)
     for table, rows in recipe.rows.items():
         _insert_rows(con, table, rows)
-    for stmt in recipe.log:
-        con.execute(stmt)
+    for stmt, params in recipe.log:
+        con.execute(stmt, list(params) if params else None)
 
 
 def _loaded(recipe: _Recipe, failure: str) -> duckdb.DuckDBPyConnection:
@@ -349,6 +350,125 @@ def _loaded(recipe: _Recipe, failure: str) -> duckdb.DuckDBPyConnection:
         con.close()
         raise DatabaseError(f"{failure}: {_clean(err)}") from None
     return con
+
+
+FOREIGN_KEYS_COMMENT = "quill:foreign_keys="
+"""Prefix of the table comment in which :func:`port_ddl` keeps a table's foreign keys."""
+
+_NARROW_INTEGERS = {exp.DataType.Type.INT, exp.DataType.Type.SMALLINT, exp.DataType.Type.TINYINT,
+                    exp.DataType.Type.MEDIUMINT}  # fmt: skip
+
+
+def port_ddl(schema_sql: Sequence[str], dialect: str | None = None) -> list[str]:
+    """DDL as DuckDB runs it for Quill, translated from ``dialect`` (DuckDB's own when ``None``).
+
+    Two changes keep data and reward the same as in the source engine: SQLite's ``INTEGER`` is
+    64 bits, so from SQLite every narrower integer type becomes ``BIGINT``; and foreign keys
+    are kept as metadata (a table comment that :meth:`DuckDBBackend.tables` reads back) instead
+    of constraints, because DuckDB refuses foreign keys to non-unique columns and refuses to
+    delete and re-insert a referenced key inside one transaction, which is how a twin swaps
+    rows (:mod:`quill_env.twins`). Quill never writes rows that break them.
+
+    >>> for stmt in port_ddl(["CREATE TABLE o (id INTEGER PRIMARY KEY, u INT REFERENCES u(id))"], "sqlite"):
+    ...     print(stmt)
+    CREATE TABLE o (id BIGINT PRIMARY KEY, u BIGINT)
+    COMMENT ON TABLE o IS 'quill:foreign_keys=[[["u"], "u", ["id"]]]'
+
+    Raises:
+        DatabaseError: a statement does not parse.
+    """
+    read = dialect or "duckdb"
+    out: list[str] = []
+    for ddl in schema_sql:
+        try:
+            trees = sqlglot.parse(ddl, read=read)
+        except sqlglot.errors.SqlglotError as err:
+            raise DatabaseError(f"cannot read the schema statement: {str(err).splitlines()[0]}") from None
+        for tree in trees:
+            if tree is None:
+                continue
+            if not (isinstance(tree, exp.Create) and isinstance(tree.this, exp.Schema)):
+                out.append(ddl if read == "duckdb" else tree.sql("duckdb"))
+                continue
+            keys = _take_foreign_keys(tree.this)
+            if read == "sqlite":
+                for dtype in tree.find_all(exp.DataType):
+                    if dtype.this in _NARROW_INTEGERS:
+                        dtype.set("this", exp.DataType.Type.BIGINT)
+            out.append(tree.sql("duckdb"))
+            if keys:
+                text = FOREIGN_KEYS_COMMENT + json.dumps([[list(k.columns), k.ref_table, list(k.ref_columns)]
+                                                          for k in keys])  # fmt: skip
+                name, literal = tree.this.this.sql("duckdb"), exp.Literal.string(text).sql("duckdb")
+                out.append(f"COMMENT ON TABLE {name} IS {literal}")
+    return out
+
+
+def _names(node: exp.Expression | None) -> tuple[str, ...]:
+    if node is None:
+        return ()
+    return tuple(e.name for e in node.expressions)
+
+
+def _take_foreign_keys(schema: exp.Schema) -> list[ForeignKey]:
+    """Remove the foreign-key constraints (inline and table-level) of a CREATE TABLE; return them."""
+    keys: list[ForeignKey] = []
+    for item in list(schema.expressions):
+        if isinstance(item, exp.ForeignKey):
+            ref = item.args.get("reference")
+            target = ref.this if ref is not None else None
+            if isinstance(target, exp.Schema):
+                keys.append(ForeignKey(_names(item), target.this.name, _names(target)))
+            elif target is not None:
+                keys.append(ForeignKey(_names(item), target.name, ()))
+            item.pop()
+        elif isinstance(item, exp.ColumnDef):
+            for constraint in list(item.args.get("constraints") or []):
+                kind = constraint.args.get("kind")
+                if isinstance(kind, exp.Reference):
+                    target = kind.this
+                    if isinstance(target, exp.Schema):
+                        keys.append(ForeignKey((item.name,), target.this.name, _names(target)))
+                    else:
+                        keys.append(ForeignKey((item.name,), target.name, ()))
+                    constraint.pop()
+    return keys
+
+
+def _comment_keys(comment: str | None) -> list[ForeignKey]:
+    if not comment or not comment.startswith(FOREIGN_KEYS_COMMENT):
+        return []
+    try:
+        raw = json.loads(comment[len(FOREIGN_KEYS_COMMENT) :])
+        return [ForeignKey(tuple(c), str(t), tuple(r)) for c, t, r in raw]
+    except (ValueError, TypeError):
+        return []
+
+
+def _with_foreign_keys(sql: str, keys: Sequence[ForeignKey]) -> str:
+    """``CREATE TABLE`` text with ``keys`` written back as table-level constraints (for display)."""
+    if not keys:
+        return sql
+    try:
+        tree = sqlglot.parse_one(sql, read="duckdb")
+    except sqlglot.errors.SqlglotError:
+        return sql
+    if not isinstance(tree.this, exp.Schema):
+        return sql
+    for key in keys:
+        target: exp.Expression = sqlbuild.table(key.ref_table)
+        if key.ref_columns:
+            target = exp.Schema(
+                this=target, expressions=[exp.to_identifier(c, quoted=True) for c in key.ref_columns]
+            )
+        tree.this.append(
+            "expressions",
+            exp.ForeignKey(
+                expressions=[exp.to_identifier(c, quoted=True) for c in key.columns],
+                reference=exp.Reference(this=target),
+            ),
+        )
+    return tree.sql("duckdb")
 
 
 def _attach_copy(con: duckdb.DuckDBPyConnection, path: Path) -> None:
@@ -405,6 +525,13 @@ class DuckDBBackend(Backend):
     calibration_statement_work: ClassVar[float] = 0.0
     calibration_row_work: ClassVar[float] = 0.0
     deterministic_work: ClassVar[bool] = True
+    file_suffixes: ClassVar[tuple[str, ...]] = (".duckdb", ".ddb")
+    file_header: ClassVar[tuple[int, bytes] | None] = (8, DUCKDB_MAGIC)
+    row_id: ClassVar[str | None] = "rowid"
+    nested_transient: ClassVar[bool] = False
+    """DuckDB has no savepoints: a twin is applied to a clone (see :mod:`quill_env.twins`)."""
+    indexes_matter: ClassVar[bool] = False
+    """DuckDB's planner uses an ART index only for point lookups (see :meth:`scratch_indexes`)."""
 
     def __init__(
         self,
@@ -423,6 +550,7 @@ class DuckDBBackend(Backend):
         self._recipe = recipe or _Recipe()
         self._tables: dict[str, TableInfo] | None = None
         self._scratch: list[str] = []
+        self._in_transient = False
         self._closed = False
         self._base_bytes = _lock_down(connection, heap_bytes)
 
@@ -469,20 +597,49 @@ class DuckDBBackend(Backend):
         rows: Mapping[str, Sequence[tuple]],
         *,
         label: str = ":memory:",
+        dialect: str | None = None,
         timer: Timer = time.perf_counter,
         heap_bytes: int = DEFAULT_HEAP_BYTES,
     ) -> DuckDBBackend:
         """A database built from ``CREATE TABLE`` (or other DDL) statements and rows per table.
 
         ``rows`` maps a table name to tuples in the table's column order. This is how variant
-        databases are loaded.
+        databases are loaded. DDL in another ``dialect`` is ported (:func:`port_ddl`).
 
         Raises:
             DatabaseError: a statement or a row was refused by the engine.
         """
-        recipe = _Recipe(schema_sql=list(schema_sql), rows={k: list(v) for k, v in rows.items()})
+        recipe = _Recipe(schema_sql=port_ddl(schema_sql, dialect), rows={k: list(v) for k, v in rows.items()})
         con = _loaded(recipe, "cannot build the database")
         return cls(con, label=label, timer=timer, heap_bytes=heap_bytes, recipe=recipe)
+
+    @classmethod
+    def create_file(
+        cls,
+        path: str | os.PathLike[str],
+        schema_sql: Sequence[str],
+        columns: Mapping[str, Mapping[str, Sequence[object]]],
+        *,
+        dialect: str | None = None,
+    ) -> None:
+        """Write a new DuckDB file at ``path`` from DDL and column-major data per table.
+
+        Raises:
+            DatabaseError: ``path`` exists, or the engine refused a statement or a row.
+        """
+        if os.path.exists(path):
+            raise DatabaseError(f"{path} exists; a new database file is written only where none is")
+        con = duckdb.connect(os.fspath(path), config=dict(CONNECT_CONFIG))
+        try:
+            for stmt in port_ddl(schema_sql, dialect):
+                con.execute(stmt)
+            for table, data in columns.items():
+                _insert_rows(con, table, list(zip(*data.values())))
+            con.execute("CHECKPOINT")
+        except duckdb.Error as err:
+            raise DatabaseError(f"cannot write {path}: {_clean(err)}") from None
+        finally:
+            con.close()
 
     def clone(self) -> DuckDBBackend:
         """Another private copy of this database, in a new DuckDB instance.
@@ -694,6 +851,64 @@ class DuckDBBackend(Backend):
             tables_read=tables_read,
         )
 
+    def query(self, sql: str, params: Sequence[object] = (), *, max_work: int | None = None) -> list[tuple]:
+        """Run one of the harness's own statements (no sandbox) and return its rows.
+
+        ``max_work`` is checked when it ends (DuckDB has no progress callback).
+
+        Raises:
+            EngineError: DuckDB refused or failed it, or it exceeded ``max_work``.
+        """
+        try:
+            result = self._conn.execute(sql, list(params) if params else None)
+            rows = [tuple(r) for r in result.fetchall()] if result.description else []
+        except duckdb.Error as err:
+            self._recover_scratch()
+            raise EngineError(_clean(err)) from None
+        if max_work is not None and self.work_of(_counters(self._profile() or {})) > max_work:
+            raise EngineError("the statement exceeded its work budget")
+        self._note_trusted(sql, tuple(params))
+        return rows
+
+    def execute_many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        """Run one of the harness's own parameterized statements once per row (no sandbox).
+
+        Raises:
+            EngineError: DuckDB refused or failed it.
+        """
+        rows = [list(r) for r in rows]
+        if not rows:
+            return
+        try:
+            self._conn.executemany(sql, rows)
+        except duckdb.Error as err:
+            self._recover_scratch()
+            raise EngineError(_clean(err)) from None
+        for row in rows:
+            self._note_trusted(sql, tuple(row))
+
+    @contextlib.contextmanager
+    def transient(self) -> Iterator[None]:
+        """A transaction rolled back on exit.
+
+        DuckDB has no savepoints, so it cannot be entered inside :meth:`scratch_indexes` (or
+        itself): :attr:`nested_transient` is false and twins are applied to a clone instead.
+
+        Raises:
+            EngineError: a transient or scratch state is already open.
+        """
+        if self._scratch or self._in_transient:
+            raise EngineError("DuckDB cannot nest a transient state (it has no savepoints)")
+        tables_before = self._tables
+        self._conn.execute("BEGIN TRANSACTION")
+        self._in_transient = True
+        try:
+            yield
+        finally:
+            self._in_transient = False
+            self._rollback()
+            self._tables = tables_before
+
     def _profile(self) -> dict | None:
         try:
             return json.loads(self._conn.get_profiling_information(format="json"))
@@ -712,17 +927,17 @@ class DuckDBBackend(Backend):
             + counters.get("nested_loop_pairs", 0)
         )
 
-    def _note_trusted(self, sql: str) -> None:
+    def _note_trusted(self, sql: str, params: tuple = ()) -> None:
         """Record a trusted statement that changed the database (for :meth:`clone`)."""
         self._tables = None
-        if self._scratch:
-            return  # rolled back with the scratch state
+        if self._scratch or self._in_transient:
+            return  # rolled back with the scratch or transient state
         try:
             kinds = {s.type for s in self._conn.extract_statements(sql)}
         except duckdb.Error:
             kinds = {duckdb.StatementType.INVALID}
         if kinds - {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}:
-            self._recipe.log.append(sql)
+            self._recipe.log.append((sql, params))
 
     def explain(self, sql: str) -> str:
         """DuckDB's physical plan of ``sql`` as an indented tree (``(no plan: ...)`` when refused)."""
@@ -842,16 +1057,16 @@ class DuckDBBackend(Backend):
     def _introspect(self) -> dict[str, TableInfo]:
         con = self._conn
         objects = con.execute(
-            "SELECT oid, schema_name, name, sql, is_view FROM ("
-            " SELECT table_oid AS oid, schema_name, table_name AS name, sql, false AS is_view"
+            "SELECT oid, schema_name, name, sql, is_view, comment FROM ("
+            " SELECT table_oid AS oid, schema_name, table_name AS name, sql, false AS is_view, comment"
             " FROM duckdb_tables() WHERE database_name = current_database() AND NOT temporary"
             " UNION ALL"
-            " SELECT view_oid, schema_name, view_name, sql, true"
+            " SELECT view_oid, schema_name, view_name, sql, true, comment"
             " FROM duckdb_views() WHERE database_name = current_database() AND NOT internal"
             " AND NOT temporary) ORDER BY oid"
         ).fetchall()
         out: dict[str, TableInfo] = {}
-        for _oid, schema, name, sql, is_view in objects:
+        for _oid, schema, name, sql, is_view, comment in objects:
             cols = con.execute(
                 "SELECT column_name, data_type, is_nullable FROM duckdb_columns() "
                 "WHERE database_name = current_database() AND schema_name = ? AND table_name = ? "
@@ -881,6 +1096,8 @@ class DuckDBBackend(Backend):
                     notnull |= set(ccols)
                 elif ctype == "FOREIGN KEY":
                     foreign_keys.append(ForeignKey(ccols, str(ref_table), tuple(ref_cols or ())))
+            kept = _comment_keys(comment)
+            foreign_keys += kept
             for iname, unique, isql in con.execute(
                 "SELECT index_name, is_unique, sql FROM duckdb_indexes() "
                 "WHERE database_name = current_database() AND schema_name = ? AND table_name = ? "
@@ -911,7 +1128,7 @@ class DuckDBBackend(Backend):
                 foreign_keys=tuple(foreign_keys),
                 indexes=tuple(indexes),
                 row_count=row_count,
-                sql=(sql or "").strip().rstrip(";"),
+                sql=_with_foreign_keys((sql or "").strip().rstrip(";"), kept),
                 is_view=bool(is_view),
             )
         return out

@@ -26,7 +26,6 @@ import sqlglot
 
 from quill_env import sqlbuild
 from quill_env.backends.base import (
-    IndexSpec,
     Backend,
     Budget,
     ColumnInfo,
@@ -34,6 +33,7 @@ from quill_env.backends.base import (
     ExecStatus,
     ForeignKey,
     IndexInfo,
+    IndexSpec,
     TableInfo,
     Timer,
 )
