@@ -915,7 +915,7 @@ class DuckDBBackend(Backend):
         except (duckdb.Error, ValueError):
             return None
 
-    def work_of(self, counters: Mapping[str, int]) -> int:
+    def work_of(self, counters: Mapping[str, int], *, reference: Mapping[str, int] | None = None) -> int:
         """The deterministic work of one statement from its counters (see the module docstring).
 
         >>> DuckDBBackend.empty().work_of({"cardinality": 10, "rows_scanned": 100, "nested_loop_pairs": 4})

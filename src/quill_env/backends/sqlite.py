@@ -675,7 +675,8 @@ class SQLiteBackend(Backend):
         if stop_after is not None:
             conn.set_progress_handler(progress, PROGRESS_OPS)
         try:
-            return [tuple(row) for row in conn.execute(sql, tuple(params))]
+            with self._unprofiled():
+                return [tuple(row) for row in conn.execute(sql, tuple(params))]
         except apsw.InterruptError:
             raise EngineError("the statement exceeded its work budget") from None
         except apsw.Error as err:
@@ -691,10 +692,20 @@ class SQLiteBackend(Backend):
             EngineError: SQLite refused or failed it.
         """
         try:
-            self._conn.executemany(sql, rows)
+            with self._unprofiled():
+                self._conn.executemany(sql, rows)
         except apsw.Error as err:
             raise EngineError(_clean(err)) from None
         self._tables = None
+
+    @contextlib.contextmanager
+    def _unprofiled(self) -> Iterator[None]:
+        """The harness's own statements are not measured: no profile event per statement."""
+        self._conn.trace_v2(0, None)
+        try:
+            yield
+        finally:
+            self._conn.trace_v2(apsw.SQLITE_TRACE_PROFILE, self._on_profile)
 
     @contextlib.contextmanager
     def transient(self) -> Iterator[None]:
