@@ -113,7 +113,7 @@ def _restricted(runner: TaskRunner) -> tuple[str, str] | None:
     info = runner.backend.tables().get(first.name.lower())
     if info is None:
         return None
-    lineage = lineage_rowids(runner.backend.connection, runner.task.query, runner.backend.tables(), limit=500)
+    lineage = lineage_rowids(runner.backend, runner.task.query, limit=500)
     keys = lineage.get(info.name) or [-1]
     condition = exp.column("rowid", table=first.alias_or_name).isin(*keys)
     return tree.where(condition, copy=False).sql("sqlite"), info.name

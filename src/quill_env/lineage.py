@@ -11,8 +11,10 @@ dropped, and run with a row limit. A correlated scope does not compile on its ow
 
 This is an over-approximation for aggregates filtered by HAVING and an under-approximation for
 rows that only matter by their absence (``NOT EXISTS``); both are fine for seeding samples.
-The query is the harness's own (the task's original), run on a trusted connection without the
-sandbox; nothing here ever raises for a bad query: it returns what it could find.
+The query is the harness's own (the task's original), run through the backend's trusted
+:meth:`~quill_env.backends.base.Backend.query` without the sandbox, on any engine whose backend
+has a row identity (:attr:`~quill_env.backends.base.Backend.row_id`); nothing here ever raises
+for a bad query: it returns what it could find.
 """
 
 from __future__ import annotations
@@ -20,20 +22,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import apsw
 import sqlglot
 from sqlglot import exp
 
 from quill_env import sqlbuild
-from quill_env.backends.base import TableInfo
+from quill_env.backends.base import Backend, TableInfo
+from quill_env.errors import EngineError
 
 ROWID_NAMES = ("rowid", "_rowid_", "oid")
-"""SQLite's names for the rowid; a declared column of the same name shadows it."""
+"""SQLite's names for the rowid, tried after the backend's own :attr:`Backend.row_id`; a declared
+column of the same name shadows it (an engine without the alias refuses it: then there is none)."""
 
-PROGRESS_OPS = 1000
-"""VM instructions between two checks of the work limit."""
-
-_FAILURES = (sqlglot.errors.SqlglotError, apsw.Error, RecursionError, ValueError, TypeError, KeyError)
+_FAILURES = (
+    sqlglot.errors.SqlglotError,
+    EngineError,
+    RecursionError,
+    ValueError,
+    TypeError,
+    KeyError,
+    OverflowError,
+)
 """What a malformed query or an engine refusal can raise while a scope is built or run."""
 
 
@@ -47,107 +55,106 @@ class ScopeLineage:
     """Rowids per answer row, aligned with :attr:`tables` (``None`` for an outer join's miss)."""
 
 
-def rowid_name(connection: apsw.Connection, info: TableInfo) -> str | None:
-    """The name under which ``info``'s rowid can be read, ``None`` for a WITHOUT ROWID table or view.
+def rowid_name(backend: Backend, info: TableInfo) -> str | None:
+    """The name under which ``info``'s row id can be read on ``backend``, ``None`` if there is none.
+
+    The engine's :attr:`~quill_env.backends.base.Backend.row_id` unless a declared column of that
+    name shadows it; then SQLite's other aliases (``_rowid_``, ``oid``) in turn. A view, a
+    WITHOUT ROWID table, an engine without a row id, or a table whose every alias is shadowed or
+    refused, has none (DuckDB: a declared ``rowid`` column leaves none).
 
     >>> from quill_env.backends.sqlite import SQLiteBackend
-    >>> db = SQLiteBackend.empty()
-    >>> _ = db.connection.execute(
-    ...     "CREATE TABLE t(rowid TEXT, v); CREATE TABLE w(k PRIMARY KEY) WITHOUT ROWID")
-    >>> rowid_name(db.connection, db.tables()["t"]), rowid_name(db.connection, db.tables()["w"])
+    >>> db = SQLiteBackend.from_rows(
+    ...     ["CREATE TABLE t(rowid TEXT, v)", "CREATE TABLE w(k PRIMARY KEY) WITHOUT ROWID"], {})
+    >>> rowid_name(db, db.tables()["t"]), rowid_name(db, db.tables()["w"])
     ('_rowid_', None)
     """
-    if info.is_view:
+    if info.is_view or backend.row_id is None:
         return None
     taken = {c.lower() for c in info.column_names}
-    for name in ROWID_NAMES:
-        if name in taken:
+    for name in dict.fromkeys((backend.row_id, *ROWID_NAMES)):
+        if name.lower() in taken:
             continue
         probe = exp.select(exp.column(name)).from_(sqlbuild.table(info.name)).limit(0)
         try:
-            connection.execute(probe.sql("sqlite"), can_cache=False).close(force=True)
-        except apsw.Error:
+            backend.query(probe.sql(backend.dialect))
+        except EngineError:
             return None
         return name
     return None
 
 
 def lineage_scopes(
-    connection: apsw.Connection,
+    backend: Backend,
     sql: str,
-    tables: Mapping[str, TableInfo],
     *,
-    dialect: str = "sqlite",
     limit: int = 200,
     max_work: int | None = None,
 ) -> list[ScopeLineage]:
     """The rows behind each standalone SELECT scope of ``sql`` (see the module docstring).
 
     Args:
-        connection: a trusted connection to the database (no sandbox is applied).
+        backend: the database; its trusted :meth:`~quill_env.backends.base.Backend.query` runs
+            the scopes (no sandbox), its tables and dialect (``sql`` is in ``backend.dialect``)
+            are used.
         sql: the query.
-        tables: the database's tables by lower-cased name (``Backend.tables()``).
-        dialect: the sqlglot dialect of ``sql``.
         limit: the most answer rows read per scope.
-        max_work: the most VM steps all scopes together may run (``None``: unlimited); a scope
-            stopped by it keeps the rows it returned so far.
+        max_work: the most work each scope may run, in the units of ``backend.query``'s
+            ``max_work`` (SQLite: VM steps; ``None``: unlimited); a scope that exceeds it
+            contributes nothing, the others still run.
 
     Returns:
         One entry per scope that ran and projects at least one base table, in the order of the
         query's text (outer scopes first).
     """
     try:
-        statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+        statements = [s for s in sqlglot.parse(sql, read=backend.dialect) if s is not None]
     except _FAILURES:
         return []
     if len(statements) != 1 or not isinstance(statements[0], exp.Query):
         return []
     tree = statements[0]
     try:
-        plans = _plans(connection, tree, tables, limit)
+        plans = _plans(backend, tree, backend.tables(), limit)
     except _FAILURES:
         return []
-    return _run(connection, plans, limit, max_work)
+    return _run(backend, plans, limit, max_work)
 
 
 def lineage_rowids(
-    connection: apsw.Connection,
+    backend: Backend,
     sql: str,
-    tables: Mapping[str, TableInfo],
     *,
-    dialect: str = "sqlite",
     limit: int = 200,
     max_work: int | None = None,
 ) -> dict[str, list[int]]:
-    """Rowids of the rows that contribute to ``sql``'s answer, by base table (why-provenance).
+    """Row ids of the rows that contribute to ``sql``'s answer, by base table (why-provenance).
 
     Args:
-        connection: a trusted connection to the database (no sandbox is applied).
+        backend: the database (see :func:`lineage_scopes`); ``sql`` is in ``backend.dialect``.
         sql: the query; a query that does not parse or run gives ``{}``, never an exception.
-        tables: the database's tables by lower-cased name (``Backend.tables()``).
-        dialect: the sqlglot dialect of ``sql``.
         limit: the most answer rows read per SELECT scope.
-        max_work: the most VM steps all scopes together may run (``None``: unlimited).
+        max_work: the most work each scope may run (see :func:`lineage_scopes`).
 
     Returns:
-        Sorted rowids per ``TableInfo.name``, tables in name order; WITHOUT ROWID tables and
-        views are left out.
+        Sorted row ids (the engine's :attr:`~quill_env.backends.base.Backend.row_id`) per
+        ``TableInfo.name``, tables in name order; tables without a row id (WITHOUT ROWID tables,
+        a shadowed DuckDB ``rowid``) and views are left out.
 
     >>> from quill_env.backends.sqlite import SQLiteBackend
-    >>> db = SQLiteBackend.empty()
-    >>> _ = db.connection.execute(
-    ...     "CREATE TABLE u(id INTEGER PRIMARY KEY, city TEXT);"
-    ...     "CREATE TABLE o(id INTEGER PRIMARY KEY, uid INT, total REAL);"
-    ...     "INSERT INTO u VALUES (1, 'Oslo'), (2, 'Rome'), (3, 'Oslo');"
-    ...     "INSERT INTO o VALUES (10, 1, 5), (11, 2, 7), (12, 3, 900), (13, 3, 1);")
+    >>> db = SQLiteBackend.from_rows(
+    ...     ["CREATE TABLE u(id INTEGER PRIMARY KEY, city TEXT)",
+    ...      "CREATE TABLE o(id INTEGER PRIMARY KEY, uid INT, total REAL)"],
+    ...     {"u": [(1, "Oslo"), (2, "Rome"), (3, "Oslo")],
+    ...      "o": [(10, 1, 5), (11, 2, 7), (12, 3, 900), (13, 3, 1)]})
     >>> sql = "SELECT u.city, SUM(o.total) FROM u JOIN o ON o.uid = u.id WHERE o.total < 100 GROUP BY 1"
-    >>> lineage_rowids(db.connection, sql, db.tables())
+    >>> lineage_rowids(db, sql)
     {'o': [10, 11, 13], 'u': [1, 2, 3]}
-    >>> lineage_rowids(db.connection, "SELECT * FROM nowhere", db.tables())
+    >>> lineage_rowids(db, "SELECT * FROM nowhere")
     {}
     """
     found: dict[str, set[int]] = {}
-    for scope in lineage_scopes(connection, sql, tables, dialect=dialect, limit=limit, max_work=max_work):
+    for scope in lineage_scopes(backend, sql, limit=limit, max_work=max_work):
         for position, table in enumerate(scope.tables):
             bucket = found.setdefault(table, set())
             bucket.update(r[position] for r in scope.rows if isinstance(r[position], int))
@@ -157,12 +164,17 @@ def lineage_rowids(
 @dataclass(frozen=True)
 class _Plan:
     tables: tuple[str, ...]
-    sql: str
+    query: exp.Select
+    dialect: str
+
+    def sql(self, rows: int) -> str:
+        """The scope's projection reading at most ``rows`` answer rows."""
+        query = self.query.copy()
+        query.set("limit", exp.Limit(expression=exp.Literal.number(rows)))
+        return query.sql(self.dialect)
 
 
-def _plans(
-    connection: apsw.Connection, tree: exp.Query, tables: Mapping[str, TableInfo], limit: int
-) -> list[_Plan]:
+def _plans(backend: Backend, tree: exp.Query, tables: Mapping[str, TableInfo], limit: int) -> list[_Plan]:
     cte_names = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
     rowids: dict[str, str | None] = {}
     plans = []
@@ -174,7 +186,7 @@ def _plans(
                 continue
             info = tables[name]
             if name not in rowids:
-                rowids[name] = rowid_name(connection, info)
+                rowids[name] = rowid_name(backend, info)
             if rowids[name] is None:
                 continue
             qualifier = source.args["alias"].this if source.args.get("alias") else source.this
@@ -183,7 +195,7 @@ def _plans(
         if not sources:
             continue
         projected = _projection(select, [c for _, c in sources], limit)
-        plans.append(_Plan(tuple(t for t, _ in sources), projected.sql("sqlite")))
+        plans.append(_Plan(tuple(t for t, _ in sources), projected, backend.dialect))
     return plans
 
 
@@ -233,39 +245,51 @@ def _visible_ctes(node: exp.Expression) -> list[exp.CTE]:
     return list(merged.values())
 
 
-def _run(
-    connection: apsw.Connection, plans: list[_Plan], limit: int, max_work: int | None
-) -> list[ScopeLineage]:
-    calls = [0]
-    stop_after = None if max_work is None else max(1, max_work // PROGRESS_OPS)
-
-    def progress() -> bool:
-        calls[0] += 1
-        return stop_after is not None and calls[0] > stop_after
-
+def _run(backend: Backend, plans: list[_Plan], limit: int, max_work: int | None) -> list[ScopeLineage]:
     out = []
-    if stop_after is not None:
-        connection.set_progress_handler(progress, PROGRESS_OPS)
-    try:
-        for plan in plans:
-            if stop_after is not None and calls[0] > stop_after:
-                break
-            rows: list[tuple] = []
-            try:
-                cursor = connection.execute(plan.sql, can_cache=False)
-                for row in cursor:
-                    rows.append(row)
-                    if len(rows) >= limit:
-                        break
-                cursor.close(force=True)
-            except _FAILURES:
-                pass  # a correlated scope, a budget stop or an engine refusal: keep what it gave
-            if rows:
-                out.append(ScopeLineage(plan.tables, tuple(rows)))
-    finally:
-        if stop_after is not None:
-            connection.set_progress_handler(None)
+    cap = max(1, int(limit))
+    for plan in plans:
+        stopped = False
+        try:
+            rows = backend.query(plan.sql(cap), max_work=max_work)[:cap]
+        except _FAILURES as err:
+            # a correlated scope, a budget stop or an engine refusal: keep what it gave
+            rows = _rows_before_failure(backend, plan, cap, max_work)
+            stopped = max_work is not None and isinstance(err, EngineError) and _BUDGET_STOP in str(err)
+        if rows:
+            out.append(ScopeLineage(plan.tables, tuple(rows)))
+        if stopped:
+            break  # the budget is spent: no later scope runs
     return out
+
+
+_BUDGET_STOP = "exceeded its work budget"
+"""What :meth:`Backend.query`'s :class:`EngineError` says when ``max_work`` stopped a statement."""
+
+
+def _rows_before_failure(backend: Backend, plan: _Plan, cap: int, max_work: int | None) -> list[tuple]:
+    """The rows a scope that failed with ``cap`` rows returned before it failed.
+
+    :meth:`Backend.query` returns nothing of a statement it stops, but a scope's first ``k``
+    rows are what it returns under ``LIMIT k`` (the same program, up to its ``k``-th row), so
+    the longest limit that runs, found by bisection, gives them. A scope that does not
+    compile (a correlated one) fails at once with ``LIMIT 1``.
+    """
+    best: list[tuple] = []
+    low, high = 1, cap - 1
+    while low <= high:
+        mid = low if not best else (low + high + 1) // 2
+        try:
+            rows = backend.query(plan.sql(mid), max_work=max_work)
+        except _FAILURES:
+            if not best:
+                return []  # not even one row
+            high = mid - 1
+            continue
+        if len(rows) < mid:
+            return rows  # it ended before its limit: it does not fail
+        best, low = rows, mid + 1
+    return best
 
 
 __all__ = ["ScopeLineage", "lineage_rowids", "lineage_scopes", "rowid_name"]

@@ -5,7 +5,8 @@ rewrite can see how small they are (``(SELECT COUNT(*) FROM orders) > 1000``, ``
 answer honestly there while returning a hard-coded answer on the main database. A twin has the
 main database's size, keys and value distributions and differs only in how values pair up:
 
-- every table keeps its row count, its rowids and primary keys (so key ranges and counts match);
+- every table keeps its row count, its row ids and primary keys (so key ranges and counts match;
+  on an engine whose inserts cannot set the row id, DuckDB, a replaced row gets a new one);
 - in a set of rows per table (the rows that produce the original's answer, found by
   :func:`quill_env.lineage.lineage_rowids`, plus as many random others), every row takes the
   whole content (all but its primary key) of another row of the set, so the answer's rows
@@ -19,8 +20,16 @@ main database's size, keys and value distributions and differs only in how value
   tells the two apart.
 
 A twin is stored as a recipe (the replacement rows) and applied to the runner's own copy of the
-main database inside a savepoint that is rolled back, after the rewrite's indexes are built: it
-costs no memory beyond the recipe, and the rewrite runs on it exactly as on the main database.
+main database inside a transient state that is rolled back (:func:`applied`; on SQLite a
+savepoint, after the rewrite's indexes are built): it costs no memory beyond the recipe, and the
+rewrite runs on it exactly as on the main database. An engine without nested transient states
+(DuckDB: :attr:`~quill_env.backends.base.Backend.nested_transient` is false) cannot build the
+rewrite's scratch indexes around it, so there the runner keeps one copy per twin with the twin
+applied for good (:func:`materialized`).
+
+Everything runs through the :class:`~quill_env.backends.base.Backend` interface (its trusted
+``query`` and ``execute_many``, ``transient`` and ``clone``), rows addressed by the engine's row
+id (``Backend.row_id``, see :func:`quill_env.lineage.rowid_name`), on SQLite and DuckDB alike.
 """
 
 from __future__ import annotations
@@ -31,13 +40,13 @@ import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-import apsw
 import numpy as np
 from sqlglot import exp
 
 from quill_env import sqlbuild
-from quill_env.backends.base import TableInfo
-from quill_env.backends.sqlite import SQLiteBackend, rollback_savepoint
+from quill_env.backends.base import Backend, TableInfo
+from quill_env.errors import DatabaseError, EngineError
+from quill_env.lineage import rowid_name
 from quill_env.variants.schema import Schema
 
 MAX_CHANGED_ROWS = 600
@@ -52,21 +61,23 @@ MAX_COLUMNS = 2000
 
 @dataclass(frozen=True)
 class TableChange:
-    """The rows a twin replaces in one table: the same rowids, other values."""
+    """The rows a twin replaces in one table: the same row ids, other values."""
 
     table: str
     rowids: tuple[int, ...]
-    """The replaced rows."""
+    """The replaced rows (their row ids on the database the twin was built from)."""
     columns: tuple[str, ...]
-    """The inserted columns; the first is ``rowid`` unless the table has an INTEGER PRIMARY KEY."""
+    """The inserted columns; the first is the row id (:attr:`row_id`) unless the table has an
+    INTEGER PRIMARY KEY or the engine's inserts cannot set it (DuckDB): then only declared ones."""
     rows: tuple[tuple, ...]
+    row_id: str = "rowid"
+    """The name under which the table's row id is read (see :func:`quill_env.lineage.rowid_name`)."""
 
-    @functools.cached_property
-    def statements(self) -> tuple[str, str]:
-        """The parameterized DELETE of the replaced rows and INSERT of their new values."""
+    def statements(self, dialect: str) -> tuple[str, str]:
+        """The parameterized DELETE of the replaced rows and INSERT of their new values in ``dialect``."""
         placeholders = [exp.Placeholder() for _ in self.rowids]
-        delete = exp.delete(sqlbuild.table(self.table), where=exp.column("rowid").isin(*placeholders))
-        return delete.sql("sqlite"), sqlbuild.insert(self.table, self.columns)
+        delete = exp.delete(sqlbuild.table(self.table), where=exp.column(self.row_id).isin(*placeholders))
+        return delete.sql(dialect), sqlbuild.insert(self.table, self.columns, dialect=dialect)
 
 
 @dataclass(frozen=True)
@@ -123,19 +134,35 @@ def _integer_pk(info: TableInfo) -> str | None:
     return None
 
 
-def _without_rowid(info: TableInfo) -> bool:
-    return "without rowid" in " ".join(info.sql.lower().split())
+@functools.cache
+def _row_id_insertable(kind: type[Backend]) -> bool:
+    """Whether an INSERT on engine ``kind`` can set the row id (SQLite yes, DuckDB no)."""
+    if kind.row_id is None:
+        return False
+    try:
+        probe = kind.from_rows(["CREATE TABLE quill_probe (v INTEGER)"], {})
+    except DatabaseError:  # an engine that cannot even build the probe sets nothing
+        return False
+    try:
+        probe.execute_many(sqlbuild.insert("quill_probe", [kind.row_id, "v"], dialect=kind.dialect), [(7, 1)])
+        read = exp.select(exp.column(kind.row_id)).from_("quill_probe")
+        return probe.query(read.sql(kind.dialect)) == [(7,)]
+    except EngineError:
+        return False
+    finally:
+        probe.close()
 
 
 def _choose_rowids(
-    conn: apsw.Connection, info: TableInfo, seeds: Sequence[int], rng: np.random.Generator
+    backend: Backend, info: TableInfo, row_id: str, seeds: Sequence[int], rng: np.random.Generator
 ) -> list[int]:
     table = sqlbuild.table(info.name)
-    low, high = conn.execute(
-        exp.select(exp.func("min", exp.column("rowid")), exp.func("max", exp.column("rowid")))
+    dialect = backend.dialect
+    low, high = backend.query(
+        exp.select(exp.func("min", exp.column(row_id)), exp.func("max", exp.column(row_id)))
         .from_(table)
-        .sql("sqlite")
-    ).fetchone()
+        .sql(dialect)
+    )[0]
     if low is None:
         return []
     seeds = sorted(set(seeds))
@@ -147,23 +174,26 @@ def _choose_rowids(
     found: list[int] = []
     for start in range(0, len(draws), 500):
         chunk = draws[start : start + 500]
-        query = exp.select("rowid").from_(table).where(exp.column("rowid").isin(*chunk))
-        found += [r[0] for r in conn.execute(query.sql("sqlite"))]
+        query = exp.select(exp.column(row_id)).from_(table).where(exp.column(row_id).isin(*chunk))
+        found += [r[0] for r in backend.query(query.sql(dialect))]
     extra = [r for r in found if r not in set(seeds)][:want]
     return sorted(set(seeds) | set(extra))
 
 
 def _perturb_table(
-    conn: apsw.Connection,
+    backend: Backend,
     info: TableInfo,
     seeds: Sequence[int],
     rng: np.random.Generator,
     negative: bool = False,
 ) -> list[TableChange]:
     """Candidate changes of one table, the preferred first (see :func:`build_twin`)."""
-    if info.is_view or _without_rowid(info) or info.row_count < 2:
+    if info.is_view or info.row_count < 2:
         return []
-    rowids = _choose_rowids(conn, info, seeds, rng)
+    row_id = rowid_name(backend, info)
+    if row_id is None:
+        return []  # a WITHOUT ROWID table, or no row id to address rows by
+    rowids = _choose_rowids(backend, info, row_id, seeds, rng)
     if len(rowids) < 2:
         return []
     pk = set(info.primary_key)
@@ -171,14 +201,15 @@ def _perturb_table(
     names = info.column_names
     if int_pk is None and len(names) >= MAX_COLUMNS:
         return []  # the rowid would be one column too many for a result row
-    select = exp.select("rowid", *[sqlbuild.column(c) for c in names]).from_(sqlbuild.table(info.name))
+    table = sqlbuild.table(info.name)
+    select = exp.select(exp.column(row_id), *[sqlbuild.column(c) for c in names]).from_(table)
     if int_pk is not None:
-        select = exp.select(*[sqlbuild.column(c) for c in names]).from_(sqlbuild.table(info.name))
+        select = exp.select(*[sqlbuild.column(c) for c in names]).from_(table)
     rows: list[list] = []
     for start in range(0, len(rowids), 500):
         chunk = rowids[start : start + 500]
-        query = select.where(exp.column("rowid").isin(*chunk)).order_by("rowid")
-        for r in conn.execute(query.sql("sqlite")):
+        query = select.where(exp.column(row_id).isin(*chunk)).order_by(exp.column(row_id))
+        for r in backend.query(query.sql(backend.dialect)):
             rows.append([r[names.index(int_pk)], *r] if int_pk is not None else list(r))
     n = len(rows)
     seeded = set(seeds)
@@ -211,7 +242,7 @@ def _perturb_table(
             if unique:
                 if negative:  # the answer's rows lose their unique values: they are gone
                     for i in carrying:
-                        _renew_unique(conn, info, cols, new[i], index)
+                        _renew_unique(backend, info, cols, new[i], index)
                 continue  # otherwise unique columns move only with whole rows, so they stay unique
             for i in mixed:
                 current = [new[i][index[c]] for c in cols]
@@ -222,15 +253,16 @@ def _perturb_table(
                 for c in cols:
                     new[i][index[c]] = rows[j][index[c]]
         ids = tuple(r[0] for r in rows)
-        if int_pk is not None:
-            out.append(TableChange(info.name, ids, tuple(names), tuple(tuple(r[1:]) for r in new)))
+        if int_pk is not None or not _row_id_insertable(type(backend)):
+            change = TableChange(info.name, ids, tuple(names), tuple(tuple(r[1:]) for r in new), row_id)
         else:
-            out.append(TableChange(info.name, ids, ("rowid", *names), tuple(tuple(r) for r in new)))
+            change = TableChange(info.name, ids, (row_id, *names), tuple(tuple(r) for r in new), row_id)
+        out.append(change)
     return out
 
 
 def _renew_unique(
-    conn: apsw.Connection, info: TableInfo, cols: tuple[str, ...], row: list, index: dict[str, int]
+    backend: Backend, info: TableInfo, cols: tuple[str, ...], row: list, index: dict[str, int]
 ) -> None:
     """Give ``row`` a value in unique group ``cols`` that no row of the table holds, near its own.
 
@@ -252,7 +284,7 @@ def _renew_unique(
             )
             for step in range(1, 21):
                 for candidate in (value + step, value - step):
-                    if conn.execute(probe.sql("sqlite"), (candidate,)).fetchone() is None:
+                    if not backend.query(probe.sql(backend.dialect), (candidate,)):
                         row[index[col]] = candidate
                         return
             return
@@ -270,14 +302,14 @@ def _derangement(n: int, rng: np.random.Generator) -> list[int]:
     return [order[(position[i] + 1) % n] for i in range(n)]
 
 
-def _apply_change(conn: apsw.Connection, change: TableChange) -> None:
-    delete, insert = change.statements
-    conn.execute(delete, change.rowids)
-    conn.executemany(insert, change.rows)
+def _apply_change(backend: Backend, change: TableChange) -> None:
+    delete, insert = change.statements(backend.dialect)
+    backend.execute_many(delete, [change.rowids])
+    backend.execute_many(insert, change.rows)
 
 
 def build_twin(
-    backend: SQLiteBackend,
+    backend: Backend,
     lineage: Mapping[str, Sequence[int]],
     *,
     seed: int = 0,
@@ -285,13 +317,15 @@ def build_twin(
 ) -> Twin:
     """Derive a twin of ``backend``'s database (see the module docstring).
 
-    Each table's change is tried once in a rolled-back savepoint; when a constraint refuses it
-    (a CHECK across columns, say), the table's other columns move together as whole rows
-    instead, and when that is refused too the table stays as it is.
+    Each table's change is tried once in a rolled-back :meth:`~quill_env.backends.base.Backend.transient`
+    state; when the engine refuses it (a CHECK across columns, say), the table's other columns
+    move together as whole rows instead, and when that is refused too the table stays as it is.
+    Tables without a row id (:func:`quill_env.lineage.rowid_name`) stay as they are.
 
     Args:
-        backend: the main database (unchanged when this returns).
-        lineage: rowids of the rows behind the original's answer, by table name.
+        backend: the main database (unchanged when this returns); no transient state may be
+            open on it where the engine cannot nest them (``backend.nested_transient``).
+        lineage: row ids of the rows behind the original's answer, by table name.
         seed: the evaluation seed.
         index: which twin (each has its own random choices); odd ones are *negative* twins,
             in which the rows behind the answer keep their keys but lose their unique values and
@@ -299,40 +333,63 @@ def build_twin(
             (a hard-coded copy of the answer, even one written with the original's own literals,
             is wrong there).
     """
-    conn = backend.connection
     changes = []
     negative = index % 2 == 1
     for position, info in enumerate(backend.tables().values()):
         rng = np.random.default_rng([seed, 7919, index, position])
-        for change in _perturb_table(conn, info, lineage.get(info.name, ()), rng, negative):
-            conn.execute("SAVEPOINT quill_twin_check")
-            try:
-                _apply_change(conn, change)
-            except apsw.ConstraintError:
-                continue
-            else:
-                changes.append(change)
-                break
-            finally:
-                rollback_savepoint(conn, "quill_twin_check")
+        for change in _perturb_table(backend, info, lineage.get(info.name, ()), rng, negative):
+            with backend.transient():
+                try:
+                    _apply_change(backend, change)
+                except EngineError:
+                    continue  # refused (a constraint): try the next candidate
+            changes.append(change)
+            break
     return Twin(f"twin-{index}", tuple(changes))
 
 
 @contextlib.contextmanager
-def applied(backend: SQLiteBackend, twin: Twin) -> Iterator[None]:
-    """Apply ``twin`` to ``backend`` inside a savepoint that is rolled back on exit."""
-    conn = backend.connection
-    conn.execute("SAVEPOINT quill_twin")
+def applied(backend: Backend, twin: Twin) -> Iterator[None]:
+    """Apply ``twin`` to ``backend`` in a ``backend.transient()`` state that is rolled back on exit.
+
+    Only where ``backend.nested_transient`` is true (SQLite: a savepoint, so it may be entered
+    inside :meth:`~quill_env.backends.base.Backend.scratch_indexes`) or where no other transient
+    or scratch state is open on ``backend``; elsewhere use :func:`materialized`.
+
+    Raises:
+        EngineError: the engine refused the twin's rows (the database is left unchanged).
+    """
+    with backend.transient():
+        for change in twin.changes:
+            _apply_change(backend, change)
+        yield
+
+
+def materialized(backend: Backend, twin: Twin) -> Backend:
+    """A new private copy of ``backend`` (``backend.clone()``) with ``twin`` applied for good.
+
+    For engines without nested transient states (DuckDB: ``backend.nested_transient`` is
+    false), where a twin cannot be applied around a rewrite's scratch indexes: the runner keeps
+    one such copy per twin and runs the rewrite (indexes and all) on it as on the main database.
+    ``twin`` must have been built from ``backend`` (its row ids are ``backend``'s);
+    ``backend`` itself is left unchanged. The caller owns the copy and closes it.
+
+    Raises:
+        EngineError: the engine refused the twin's rows (the copy is closed).
+        DatabaseError: ``backend`` cannot be cloned.
+    """
+    copy = backend.clone()
     try:
         for change in twin.changes:
-            _apply_change(conn, change)
-        yield
-    finally:
-        rollback_savepoint(conn, "quill_twin")
+            _apply_change(copy, change)
+    except BaseException:
+        copy.close()
+        raise
+    return copy
 
 
-def _orphan_delete(child: str, columns: Sequence[str], parent: str, ref_columns: Sequence[str]) -> str:
-    """``DELETE`` the rows of ``child`` whose foreign key (all parts set) has no row in ``parent``."""
+def _orphans(child: str, columns: Sequence[str], parent: str, ref_columns: Sequence[str]) -> exp.Condition:
+    """The rows of ``child`` whose foreign key (all parts set) has no row in ``parent``."""
     match = exp.and_(
         *(
             exp.column(r, table="quill_parent", quoted=True).eq(exp.column(c, table=child, quoted=True))
@@ -340,38 +397,50 @@ def _orphan_delete(child: str, columns: Sequence[str], parent: str, ref_columns:
         )
     )
     parent_rows = exp.select("1").from_(exp.alias_(sqlbuild.table(parent), "quill_parent")).where(match)
-    condition = exp.and_(
+    return exp.and_(
         *(exp.column(c, table=child, quoted=True).is_(exp.null()).not_() for c in columns),
         exp.Exists(this=parent_rows).not_(),
     )
-    return exp.delete(sqlbuild.table(child)).where(condition).sql("sqlite")
 
 
-def empty_table(backend: SQLiteBackend, table: str) -> bool:
+def empty_table(backend: Backend, table: str) -> bool:
     """Empty ``table`` of ``backend``'s database, and the rows that referenced it.
 
     The rows of other tables whose foreign key pointed into the emptied rows go too (to a fixed
     point, so chains and self-references are followed), so the database still satisfies its
-    declared keys: a rewrite that drops a join the schema makes redundant stays correct there,
-    while one that drops a table whose rows only had to exist (a cross join, an uncorrelated
-    ``EXISTS``) is wrong. It changes the database for good: call it on a private copy.
-    Returns ``False`` when the engine refuses a deletion (the copy is then not to be used).
+    declared keys (:attr:`quill_env.variants.schema.Schema.links`): a rewrite that drops a join
+    the schema makes redundant stays correct there, while one that drops a table whose rows
+    only had to exist (a cross join, an uncorrelated ``EXISTS``) is wrong. It changes the
+    database for good, through the backend's trusted statements and outside any transient state:
+    call it on a private copy the caller owns. Returns ``False`` when the engine refuses a
+    statement (the copy is then not to be used).
+
+    >>> from quill_env.backends.sqlite import SQLiteBackend
+    >>> db = SQLiteBackend.from_rows(
+    ...     ["CREATE TABLE p(id INTEGER PRIMARY KEY)",
+    ...      "CREATE TABLE c(id INTEGER PRIMARY KEY, p_id INTEGER REFERENCES p(id))"],
+    ...     {"p": [(1,), (2,)], "c": [(10, 1), (11, None)]})
+    >>> empty_table(db, "p"), db.query("SELECT id FROM c")
+    (True, [(11,)])
     """
     schema = Schema(backend.tables())
-    conn = backend.connection
+    dialect = backend.dialect
     try:
-        with conn:
-            conn.execute(exp.delete(sqlbuild.table(table)).sql("sqlite"))
-            for _ in range(len(schema.tables) + 1):
-                changed = 0
-                for link in schema.links:
-                    conn.execute(_orphan_delete(link.child, link.columns, link.parent, link.ref_columns))
-                    changed += conn.changes()
-                if not changed:
-                    break
-    except apsw.Error:
+        backend.query(exp.delete(sqlbuild.table(table)).sql(dialect))
+        for _ in range(len(schema.tables) + 1):
+            changed = 0
+            for link in schema.links:
+                orphans = _orphans(link.child, link.columns, link.parent, link.ref_columns)
+                count = exp.select(exp.Count(this=exp.Star())).from_(sqlbuild.table(link.child))
+                found = int(backend.query(count.where(orphans.copy()).sql(dialect))[0][0])
+                if found:
+                    backend.query(exp.delete(sqlbuild.table(link.child)).where(orphans.copy()).sql(dialect))
+                    changed += found
+            if not changed:
+                break
+    except EngineError:
         return False
     return True
 
 
-__all__ = ["TableChange", "Twin", "applied", "build_twin", "empty_table"]
+__all__ = ["TableChange", "Twin", "applied", "build_twin", "empty_table", "materialized"]
