@@ -61,7 +61,7 @@ def task_coverage(builder: VariantBuilder, task: Task, *, max_rows: int = 1_000_
     seconds = time.perf_counter() - start
     nonempty, failed = [], []
     for variant in variants:
-        backend = SQLiteBackend.from_bytes(variant.image, label=variant.name)
+        backend = variant.load(SQLiteBackend)
         try:
             result = backend.execute(task.query, Budget(max_seconds=60.0, max_rows=max_rows))
         finally:

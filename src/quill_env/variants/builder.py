@@ -11,16 +11,20 @@ For each mutation of :attr:`VariantBuilder.MUTATIONS`, with its own random gener
    variant is not ``empty``), witnesses are planted into the mutated rows and the variant is
    written again, up to :data:`REPAIRS` times. So the original returns rows on nearly every
    variant, and a wrong rewrite has something to disagree on.
+
+Everything runs through the :class:`~quill_env.backends.base.Backend` interface on the source's
+own engine (its scratch databases are ``type(source)``), and a :class:`Variant` is engine-neutral:
+its DDL and rows, which :meth:`Variant.load` builds on any backend.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from quill_env.backends.base import Budget, ExecStatus
-from quill_env.backends.sqlite import SQLiteBackend
+from quill_env.backends.base import Backend, Budget, ExecStatus
 from quill_env.lineage import lineage_scopes
 from quill_env.policy import encodable
 from quill_env.variants.context import Context
@@ -38,10 +42,11 @@ LINEAGE_ROWS = 200
 """Answer rows read per SELECT scope of the lineage on the source."""
 
 LINEAGE_WORK = 20_000_000
-"""VM steps the lineage on the source may run (a large source gets a partial lineage)."""
+"""Work units (SQLite: VM steps) the lineage on the source may run (a large source gets a partial
+lineage)."""
 
 COVER_WORK = 5_000_000
-"""VM steps the coverage check of one variant may run (a variant that exhausts it counts as covered)."""
+"""Work units the coverage check of one variant may run (a variant that exhausts it counts as covered)."""
 
 REPAIRS = 3
 """Times a variant without an answer gets witnesses planted and is written again (from the
@@ -54,17 +59,41 @@ NULL_TRAPS = frozenset({"nulls", "combined"})
 
 @dataclass(frozen=True)
 class Variant:
-    """One variant database: its mutation recipe and serialized image."""
+    """One variant database, engine-neutral: its mutation recipe, DDL and rows.
+
+    >>> from quill_env.backends.sqlite import SQLiteBackend
+    >>> v = Variant("nulls", ("CREATE TABLE t (a INT, b TEXT)",), {"t": ((1, None), (2, "x"))}, "sqlite")
+    >>> db = v.load(SQLiteBackend)
+    >>> db.label, db.query("SELECT a, b FROM t ORDER BY rowid")
+    ('nulls', [(1, None), (2, 'x')])
+    """
 
     name: str
-    image: bytes
+    """The mutation (one of :attr:`VariantBuilder.MUTATIONS`)."""
+    schema_sql: tuple[str, ...]
+    """The DDL (tables, their indexes, views) in :attr:`dialect`."""
+    rows: Mapping[str, tuple[tuple, ...]]
+    """Rows per table name, each in the table's column order, in row order."""
+    dialect: str
+    """The sqlglot dialect of :attr:`schema_sql` (the source's)."""
+
+    def load(self, backend_cls: type[Backend], *, label: str | None = None) -> Backend:
+        """A new in-memory database of this variant on ``backend_cls`` (the caller closes it).
+
+        Raises:
+            DatabaseError: the engine refused a statement or a row.
+        """
+        return backend_cls.from_rows(
+            self.schema_sql, self.rows, label=label or self.name, dialect=self.dialect
+        )
 
 
 class VariantBuilder:
     """Derive adversarial, coverage-guided variants from a source database.
 
     Args:
-        source: the database to sample from (never modified).
+        source: the database to sample from (never modified); queries given to :meth:`build`
+            are in its dialect, and the scratch databases are of its engine.
         rows_per_table: random rows sampled per table (the query's answer rows, their
             children and the parents of everything sampled come on top).
         seed: makes the variants deterministic.
@@ -73,21 +102,23 @@ class VariantBuilder:
     MUTATIONS: tuple[str, ...] = tuple(RECIPES)
     """Every variant's name, in build order (``build(sql, k)`` builds the first ``k``)."""
 
-    def __init__(self, source: SQLiteBackend, *, rows_per_table: int = 40, seed: int = 0) -> None:
+    def __init__(self, source: Backend, *, rows_per_table: int = 40, seed: int = 0) -> None:
         self.source = source
+        self.dialect = source.dialect
         self.rows_per_table = rows_per_table
         self.seed = seed
         self.schema = Schema(source.tables())
         self.tables = self.schema.tables
         self.order = self.schema.order
-        self._sampler = Sampler(Source(source.connection, source.tables()), self.schema, rows_per_table)
+        self._sampler = Sampler(Source(source), self.schema, rows_per_table)
         self._image: SchemaImage | None = None
 
     def build(self, sql: str | None = None, k: int | None = None) -> list[Variant]:
         """Build ``k`` variants (default: one per mutation) for the query ``sql``.
 
         Args:
-            sql: the original query; without one, variants are plain mutated samples.
+            sql: the original query, in the source's dialect; without one, variants are plain
+                mutated samples.
             k: how many of :attr:`MUTATIONS` to build, in order.
 
         Returns:
@@ -97,16 +128,10 @@ class VariantBuilder:
         if sql is not None and not encodable(sql):
             sql = None  # no engine can run it (a lone surrogate): plain mutated samples
         image = self._schema_image()
-        model = QueryModel(sql or "", self.schema)
-        literals = query_literals(sql, self.schema.all_tables) if sql else {}
-        lineage = (
-            lineage_scopes(
-                self.source.connection, sql, self.source.tables(), limit=LINEAGE_ROWS, max_work=LINEAGE_WORK
-            )
-            if sql
-            else []
-        )
-        checker = FilterCheck(self.schema, image.image)
+        model = QueryModel(sql or "", self.schema, self.dialect)
+        literals = query_literals(sql, self.schema.all_tables, self.dialect) if sql else {}
+        lineage = lineage_scopes(self.source, sql, limit=LINEAGE_ROWS, max_work=LINEAGE_WORK) if sql else []
+        checker = FilterCheck(self.schema, image.empty())
         planter = Planter(model, self.schema, checker)
         witnesses = witness_count(self.rows_per_table)
         out = []
@@ -128,7 +153,7 @@ class VariantBuilder:
                     backend.close()
                     planter.plant(editor, witnesses, aggressive=attempt > 0, keep_nulls=name in NULL_TRAPS)
                     backend = self._write(data)
-                out.append(Variant(name, backend.serialize()))
+                out.append(Variant(name, image.schema_sql, image.rows(backend), self.dialect))
                 backend.close()
         finally:
             checker.close()
@@ -136,15 +161,15 @@ class VariantBuilder:
 
     def _schema_image(self) -> SchemaImage:
         if self._image is None:
-            self._image = SchemaImage(self.schema)
+            self._image = SchemaImage(self.schema, type(self.source), self.dialect)
         return self._image
 
-    def _write(self, data: Data) -> SQLiteBackend:
+    def _write(self, data: Data) -> Backend:
         enforce_foreign_keys(self.schema, data)
         return self._schema_image().write(data)
 
 
-def _answers(backend: SQLiteBackend, sql: str) -> bool:
+def _answers(backend: Backend, sql: str) -> bool:
     """Whether ``sql`` returns a row on ``backend`` (a run that cannot tell counts as yes)."""
     result = backend.execute(sql, Budget(max_work=COVER_WORK, max_rows=0))
     if result.status is ExecStatus.OK:

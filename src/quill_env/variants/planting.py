@@ -8,8 +8,9 @@ reads, connected along its join equalities, each made to satisfy the query's fil
 A filter is never interpreted by Quill: candidate values for a column are derived from the
 literals of the filters on it (the literals, their neighbours, sums and differences of numeric
 literals, the literal written over an observed value of the column so dates stay dates,
-instantiations of LIKE patterns, observed values, NULL) and SQLite itself says which satisfy
-the filters, evaluated on the candidate rows in a scratch table with the column's affinity.
+instantiations of LIKE patterns, observed values, NULL) and the engine itself (the source's)
+says which satisfy the filters, evaluated on the candidate rows in a scratch table with the
+column's type (SQLite: its affinity).
 Values are set through :class:`~.edit.Editor`, so keys stay unique and foreign keys follow.
 """
 
@@ -19,14 +20,15 @@ import contextlib
 from collections.abc import Sequence
 from itertools import permutations
 
-import apsw
 import numpy as np
 from sqlglot import exp
 
 from quill_env import sqlbuild
-from quill_env.backends.sqlite import SQLiteBackend
+from quill_env.backends.base import Backend
+from quill_env.errors import EngineError
 from quill_env.variants.edit import Editor, same
 from quill_env.variants.literals import expression_literals, like_matches, neighbours, overlays, parse_date
+from quill_env.variants.materialize import RowInserter
 from quill_env.variants.query import Filter, Node, QueryModel
 from quill_env.variants.schema import Row, Schema, integer_typed, is_numeric
 
@@ -34,7 +36,10 @@ SLOT = "quill_slot__"
 """The scratch tables' extra column: which candidate a row is."""
 
 CHECK_WORK = 2_000_000
-"""VM instructions one filter evaluation may run."""
+"""Work units (SQLite: VM instructions) one filter evaluation may run."""
+
+_BINDING = (OverflowError, TypeError, ValueError)
+"""What a driver raises for a candidate value it cannot bind (an integer past 64 bits)."""
 
 
 class FilterCheck:
@@ -42,21 +47,22 @@ class FilterCheck:
 
     Args:
         schema: the constraints (for table names and columns).
-        image: an empty database of the schema (see :class:`~.materialize.SchemaImage`).
+        backend: an empty database of the schema (see :meth:`~.materialize.SchemaImage.empty`),
+            owned by the check from now on; filters are rendered in its dialect.
     """
 
-    def __init__(self, schema: Schema, image: bytes) -> None:
+    def __init__(self, schema: Schema, backend: Backend) -> None:
         self.schema = schema
-        self.backend = SQLiteBackend.from_bytes(image)
-        self.backend.connection.trace_v2(0, None)  # evaluations need no profile
-        self._tables: dict[tuple, tuple[str, str, str]] = {}
+        self.backend = backend
+        self.dialect = backend.dialect
+        self._tables: dict[tuple, tuple[str, RowInserter, str]] = {}
         self._queries: dict[tuple, str] = {}
 
     def close(self) -> None:
         """Release the scratch database."""
         self.backend.close()
 
-    def _scratch(self, table: str, columns: tuple[str, ...]) -> tuple[str, str, str]:
+    def _scratch(self, table: str, columns: tuple[str, ...]) -> tuple[str, RowInserter, str]:
         """A constraint-free table with ``columns`` of ``table`` (their affinity kept) and a slot."""
         key = (table.lower(), columns)
         if key not in self._tables:
@@ -71,9 +77,9 @@ class FilterCheck:
                 .limit(0)
             )
             create = exp.Create(this=sqlbuild.table(name), kind="TABLE", expression=select)
-            self.backend.connection.execute(create.sql("sqlite"))
-            insert = sqlbuild.insert(name, [*columns, SLOT])
-            clear = exp.delete(sqlbuild.table(name)).sql("sqlite")
+            self.backend.query(create.sql(self.dialect))
+            insert = RowInserter(name, [*columns, SLOT], self.dialect)
+            clear = exp.delete(sqlbuild.table(name)).sql(self.dialect)
             self._tables[key] = (name, insert, clear)
         return self._tables[key]
 
@@ -86,8 +92,10 @@ class FilterCheck:
             rows: candidate rows of its table.
 
         Returns:
-            One flag per row; a filter SQLite cannot evaluate (or that exhausts
-            :data:`CHECK_WORK`) is satisfied by no row.
+            One flag per row; a filter the engine cannot evaluate (or that exhausts
+            :data:`CHECK_WORK`) is satisfied by no row. A candidate value the engine refuses
+            for the column's type (not SQLite's way: its columns take any value) is left out,
+            and its row satisfies nothing.
         """
         if not filters:
             return [True] * len(rows)
@@ -102,24 +110,26 @@ class FilterCheck:
                 alias=exp.TableAlias(this=exp.to_identifier(node.label, quoted=True)),
             )
             where = exp.and_(*[exp.paren(f.expr.copy()) for f in filters])
-            self._queries[key] = exp.select(sqlbuild.column(SLOT)).from_(source).where(where).sql("sqlite")
-        conn = self.backend.connection
-        calls = [0]
-
-        def progress() -> bool:
-            calls[0] += 1
-            return calls[0] * 1000 > CHECK_WORK
-
+            self._queries[key] = (
+                exp.select(sqlbuild.column(SLOT)).from_(source).where(where).sql(self.dialect)
+            )
+        backend = self.backend
+        candidates = [(*[r.get(c) for c in columns], i) for i, r in enumerate(rows)]
         hits: set[int] = set()
-        conn.set_progress_handler(progress, 1000)
         try:
-            conn.executemany(insert, [(*[r.get(c) for c in columns], i) for i, r in enumerate(rows)])
-            hits = {int(r[0]) for r in conn.execute(self._queries[key]) if isinstance(r[0], int)}
-        except (apsw.Error, OverflowError, TypeError, ValueError):
-            hits = set()  # a filter SQLite cannot evaluate on its own row satisfies nothing here
+            try:
+                insert.insert(backend, candidates)
+            except EngineError:  # a value the column's type refuses: the others one by one
+                backend.query(clear)
+                for candidate in candidates:
+                    with contextlib.suppress(EngineError):
+                        insert.insert(backend, [candidate])
+            found = backend.query(self._queries[key], max_work=CHECK_WORK)
+            hits = {int(r[0]) for r in found if isinstance(r[0], int)}
+        except (EngineError, *_BINDING):
+            hits = set()  # a filter the engine cannot evaluate on its own row satisfies nothing here
         finally:
-            conn.set_progress_handler(None)
-            conn.execute(clear)
+            backend.query(clear)
         return [i in hits for i in range(len(rows))]
 
 

@@ -42,10 +42,10 @@ class Schema:
         tables: ``Backend.tables()`` of the source.
 
     >>> from quill_env.backends.sqlite import SQLiteBackend
-    >>> db = SQLiteBackend.empty()
-    >>> _ = db.connection.execute(
-    ...     "CREATE TABLE ps(p INT, s INT, PRIMARY KEY (p, s));"
-    ...     "CREATE TABLE li(id INTEGER PRIMARY KEY, p INT, s INT, FOREIGN KEY (p, s) REFERENCES ps(p, s))")
+    >>> db = SQLiteBackend.from_rows([
+    ...     "CREATE TABLE ps(p INT, s INT, PRIMARY KEY (p, s))",
+    ...     "CREATE TABLE li(id INTEGER PRIMARY KEY, p INT, s INT, FOREIGN KEY (p, s) REFERENCES ps(p, s))",
+    ... ], {})
     >>> schema = Schema(db.tables())
     >>> [t.name for t in schema.order], schema.links_from("li")[0].ref_columns
     (['ps', 'li'], ('p', 's'))

@@ -3,19 +3,20 @@
 Variants are sampled many times from one source (a suite's tiny ``variant`` tier, or a user's
 database of any size). A small table is read once and served from memory; a large one is read on
 demand with prepared, parameterized statements (built once per table and key shape with sqlglot,
-never with f-strings), in chunks of :data:`CHUNK` values.
+never with f-strings, in the source backend's dialect), in chunks of :data:`CHUNK` values. Only
+the :class:`~quill_env.backends.base.Backend` interface is used (trusted ``query``), so any
+engine can be the source; a row's identity is the engine's row id (:attr:`Backend.row_id`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-import apsw
 import numpy as np
 from sqlglot import exp
 
 from quill_env import sqlbuild
-from quill_env.backends.base import TableInfo
+from quill_env.backends.base import Backend, TableInfo
 from quill_env.lineage import rowid_name
 
 SMALL_TABLE = 5000
@@ -25,7 +26,11 @@ CHUNK = 200
 """Values per parameterized lookup."""
 
 MAX_COLUMNS = 2000
-"""The most columns SQLite returns in one row (``SQLITE_MAX_COLUMN``)."""
+"""The most columns read in one row (SQLite's ``SQLITE_MAX_COLUMN``; wider tables take two reads)."""
+
+KEY_PAGE = 1 << 20
+"""Row ids read per statement when a large table's identities are listed (keyset pages)."""
+
 
 Key = tuple
 """A row's identity in the source: ``(rowid,)``, or its primary key in a WITHOUT ROWID table."""
@@ -60,15 +65,15 @@ class SourceTable:
     statements with the same order.
 
     Args:
-        connection: the source connection (read only here).
+        backend: the source database (read only here).
         info: the table.
     """
 
-    def __init__(self, connection: apsw.Connection, info: TableInfo) -> None:
-        self.connection = connection
+    def __init__(self, backend: Backend, info: TableInfo) -> None:
+        self.backend = backend
         self.info = info
         self.columns = info.column_names
-        rowid = rowid_name(connection, info)
+        rowid = rowid_name(backend, info)
         self.has_rowid = rowid is not None
         alias = _rowid_alias(info)
         if rowid is not None:
@@ -92,7 +97,8 @@ class SourceTable:
         stmt = exp.select(*[sqlbuild.column(c) for c in projection]).from_(sqlbuild.table(self.info.name))
         if where is not None:
             stmt = stmt.where(where)
-        return stmt.order_by(*[exp.Ordered(this=sqlbuild.column(c)) for c in self.identity]).sql("sqlite")
+        stmt = stmt.order_by(*[exp.Ordered(this=sqlbuild.column(c)) for c in self.identity])
+        return stmt.sql(self.backend.dialect)
 
     def _compile(self, where: exp.Expression | None) -> tuple[str, str | None]:
         """The statement(s) reading identities and rows under ``where``, in identity order."""
@@ -105,11 +111,11 @@ class SourceTable:
         skip = len(self._extra)
         if second is None:
             out = []
-            for r in self.connection.execute(first, params):
-                out.append((tuple(r[p] for p in self._id_positions), tuple(r[skip:])))
+            for r in self.backend.query(first, params):
+                out.append((tuple(r[p] for p in self._id_positions), r[skip:]))
             return out
-        keys = [tuple(r) for r in self.connection.execute(first, params)]
-        rows = [tuple(r) for r in self.connection.execute(second, params)]
+        keys = self.backend.query(first, params)
+        rows = self.backend.query(second, params)
         return list(zip(keys, rows))
 
     # --- whole-table access ----------------------------------------------------------------
@@ -125,13 +131,25 @@ class SourceTable:
         table of millions of rows costs tens of megabytes here, not gigabytes.
         """
         if self._keys is None:
-            sql = self._ordered(self.identity, None)
-            cursor = self.connection.execute(sql)
             if self.has_rowid and len(self.identity) == 1:
-                self._keys = IntKeys(np.fromiter((r[0] for r in cursor), dtype=np.int64))
+                self._keys = IntKeys(self._rowids())
             else:
-                self._keys = [tuple(r) for r in cursor]
+                self._keys = self.backend.query(self._ordered(self.identity, None))
         return self._keys
+
+    def _rowids(self) -> np.ndarray:
+        """Every row id in order, read in pages of :data:`KEY_PAGE` (``WHERE id > last``)."""
+        (name,) = self.identity
+        ref = sqlbuild.column(name)
+        first = exp.select(ref).from_(sqlbuild.table(self.info.name)).order_by(exp.Ordered(this=ref.copy()))
+        nxt = first.copy().where(exp.GT(this=ref.copy(), expression=exp.Placeholder()))
+        first_sql = first.limit(KEY_PAGE).sql(self.backend.dialect)
+        next_sql = nxt.limit(KEY_PAGE).sql(self.backend.dialect)
+        pages = [np.fromiter((r[0] for r in self.backend.query(first_sql)), dtype=np.int64)]
+        while len(pages[-1]) == KEY_PAGE:
+            after = int(pages[-1][-1])
+            pages.append(np.fromiter((r[0] for r in self.backend.query(next_sql, (after,))), dtype=np.int64))
+        return np.concatenate(pages)
 
     # --- lookups ---------------------------------------------------------------------------
 
@@ -205,20 +223,19 @@ class Source:
     """The source database's tables, opened lazily.
 
     Args:
-        connection: the source connection.
-        tables: its tables by lower-cased name (views are ignored).
+        backend: the source database (read only here).
     """
 
-    def __init__(self, connection: apsw.Connection, tables: dict[str, TableInfo]) -> None:
-        self.connection = connection
-        self._infos = {k: v for k, v in tables.items() if not v.is_view}
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self._infos = {k: v for k, v in backend.tables().items() if not v.is_view}
         self._tables: dict[str, SourceTable] = {}
 
     def table(self, name: str) -> SourceTable:
         """The source table called ``name`` (any case)."""
         key = name.lower()
         if key not in self._tables:
-            self._tables[key] = SourceTable(self.connection, self._infos[key])
+            self._tables[key] = SourceTable(self.backend, self._infos[key])
         return self._tables[key]
 
 
