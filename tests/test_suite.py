@@ -68,4 +68,4 @@ def test_variants_are_deterministic(shop_suite):
     task = shop_suite.tasks[0]
     a = TaskRunner.from_suite(shop_suite, task, "small", EvalOptions(seed=3))
     b = TaskRunner.from_suite(shop_suite, task, "small", EvalOptions(seed=3))
-    assert [v.image for v in a._variant_images] == [v.image for v in b._variant_images]
+    assert a._variant_images == b._variant_images

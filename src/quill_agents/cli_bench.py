@@ -148,6 +148,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
         split=args.split,
         scale=args.scale,
         cost=args.cost,
+        engine=args.engine,
         workers=args.workers,
         task_ids=args.task,
         limit=args.limit,
@@ -304,6 +305,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--split", default="test", choices=["train", "test", "all"])
     bench.add_argument("--scale", default=None, choices=SCALES, help="default: each suite's (medium)")
     bench.add_argument("--cost", default="work", choices=["work", "wall"])
+    bench.add_argument(
+        "--engine",
+        default="sqlite",
+        choices=["sqlite", "duckdb"],
+        help="the backend the suites run on (duckdb needs the duckdb extra; tasks are ported to it)",
+    )
     bench.add_argument(
         "--workers", type=int, default=_workers_default(), help="worker processes (0: in-process)"
     )

@@ -338,12 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser(
         "evaluate",
-        help="score a rewrite of a slow query on a SQLite database",
-        description="Score a rewrite of a slow query on a SQLite database (never modified).",
+        help="score a rewrite of a slow query on a SQLite or DuckDB database",
+        description="Score a rewrite of a slow query on a SQLite or DuckDB database (never modified).",
         epilog=EVALUATE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ev.add_argument("database", help="SQLite file (never modified)")
+    ev.add_argument(
+        "database", help="SQLite or DuckDB file, or a sqlite:/// or duckdb:/// URL (never modified)"
+    )
     ev.add_argument("--slow", required=True, help="the original query, or @file.sql")
     ev.add_argument(
         "--candidate", required=True, help="the rewrite (with optional CREATE INDEX), or @file.sql"

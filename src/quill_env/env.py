@@ -15,6 +15,7 @@ from typing import Any
 import gymnasium as gym
 from gymnasium import spaces
 
+from quill_env.backends import DEFAULT_ENGINE, get_backend, split_url
 from quill_env.errors import ConfigError, EnvStateError, UnknownNameError
 from quill_env.evaluator import EvalOptions, EvalResult, TaskRunner
 from quill_env.policy import MAX_ACTION_CHARS
@@ -37,11 +38,13 @@ class SQLOptEnv(gym.Env[dict, str]):
         suite: a shipped suite name, a suite directory, or ``None`` for every shipped suite.
         split: ``train``, ``test`` or ``all``.
         scale: data scale tier (``small``, ``medium``, ``large``); the suite's default if None.
-        database: a user's own SQLite file; then ``queries`` are the tasks.
+        database: a user's own SQLite or DuckDB file (or URL); then ``queries`` are the tasks.
         queries: slow queries on ``database``.
         task_ids: restrict the episode tasks to these ids.
         max_attempts: attempts per episode (``> 1`` gives multi-turn episodes with feedback).
         render_mode: ``None`` or ``"ansi"``.
+        engine: the engine the suites run on (``sqlite``, the default, or ``duckdb``: the same
+            rows, the tasks ported to its dialect); with ``database=`` the file decides it.
         **options: any :class:`~quill_env.evaluator.EvalOptions` field (``cost``,
             ``budget_factor``, ``num_variants``, ``reward`` ...).
 
@@ -62,6 +65,7 @@ class SQLOptEnv(gym.Env[dict, str]):
         task_ids: Sequence[str] | None = None,
         max_attempts: int = 1,
         render_mode: str | None = None,
+        engine: str | None = None,
         **options: Any,
     ) -> None:
         if max_attempts < 1:
@@ -71,6 +75,12 @@ class SQLOptEnv(gym.Env[dict, str]):
         self.options = _options(options)
         self.scale = scale
         self.database = database
+        if database is not None:
+            detected = split_url(database)[0]
+            if engine is not None and get_backend(engine).name != detected:
+                raise ConfigError(f"engine={engine!r} but {database} is a {detected} database")
+            engine = detected
+        self.engine = get_backend(engine or DEFAULT_ENGINE).name
         self.max_attempts = max_attempts
         self.render_mode = render_mode
         self._suites: dict[str, Suite] = {}
@@ -136,13 +146,15 @@ class SQLOptEnv(gym.Env[dict, str]):
         task = task if isinstance(task, Task) else self.find_task(task)
         options = self.options
         if self.database is not None:
-            key = ("env-database", file_key(self.database), task.id, task.query, repr(options))
+            key = ("env-database", file_key(split_url(self.database)[1]), task.id, task.query, repr(options))
             return runner_cache().get(
                 key, lambda: TaskRunner.for_database(self.database, task.query, options, task_id=task.id)
             )
         suite = self._suites[task.suite]
-        key = suite_runner_key(suite, task, self.scale, options)
-        return runner_cache().get(key, lambda: TaskRunner.from_suite(suite, task, self.scale, options))
+        key = suite_runner_key(suite, task, self.scale, options, self.engine)
+        return runner_cache().get(
+            key, lambda: TaskRunner.from_suite(suite, task, self.scale, options, engine=self.engine)
+        )
 
     @property
     def task(self) -> Task | None:

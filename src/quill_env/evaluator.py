@@ -14,7 +14,7 @@ import functools
 import hashlib
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,8 @@ from sqlglot import exp
 
 from quill_env import cache as baseline_cache
 from quill_env._version import DATA_FORMAT, __version__
+from quill_env.backends import DEFAULT_ENGINE, split_url
 from quill_env.backends.base import Backend, Budget, ExecResult, ExecStatus, Timer
-from quill_env.backends.sqlite import SQLiteBackend
 from quill_env.compare import OrderPolicy, compare_rows, tie_segments
 from quill_env.errors import BaselineError, ConfigError, IndexBuildError, UnknownNameError
 from quill_env.fingerprint import canonical_sql
@@ -36,7 +36,7 @@ from quill_env.provenance import FAILED, LiteralGuard, LiteralPolicy
 from quill_env.reward import RewardConfig, Verdict, compute_reward
 from quill_env.runners import file_key, runner_cache, shared_backend, variants_for
 from quill_env.tasks import Suite, Task
-from quill_env.twins import Twin, build_twin, empty_table
+from quill_env.twins import Twin, build_twin, empty_table, materialized
 from quill_env.twins import applied as twin_applied
 from quill_env.unmetered import check_unmetered
 from quill_env.variants import Variant, VariantBuilder
@@ -263,7 +263,7 @@ class TaskRunner:
         self.options = options or EvalOptions()
         self._timer = timer
         self._variant_images = list(variants)
-        self._variants: list[SQLiteBackend] | None = None
+        self._variants: list[Backend] | None = None
         tables = backend.tables()
         self.schema_view = SchemaView({k: [c.name.lower() for c in t.columns] for k, t in tables.items()})
         self._schema_map = {t.name: {c.name: c.type or "TEXT" for c in t.columns} for t in tables.values()}
@@ -288,12 +288,22 @@ class TaskRunner:
 
     @classmethod
     def from_suite(
-        cls, suite: Suite, task: Task, scale: str | None = None, options: EvalOptions | None = None
+        cls,
+        suite: Suite,
+        task: Task,
+        scale: str | None = None,
+        options: EvalOptions | None = None,
+        engine: str = DEFAULT_ENGINE,
     ) -> TaskRunner:
-        """A runner for a suite task at ``scale``; variants come from the suite's generator."""
+        """A runner for a suite task at ``scale`` on ``engine``; variants come from the suite's generator.
+
+        On an engine other than the suite's own dialect the task's query and reference are
+        ported (:meth:`Backend.port`); the database holds the same generated rows.
+        """
         options = options or EvalOptions()
-        backend = shared_backend(str(suite.database(scale)))
-        images = _variants(str(suite.database("variant")), task.query, options)
+        backend = shared_backend(str(suite.database(scale, engine=engine)))
+        task = task.ported(functools.partial(backend.port, dialect=suite.dialect))
+        images = _variants(str(suite.database("variant", engine=engine)), task.query, options)
         data_key = f"suite:{suite.name}:{suite.data_hash}:{scale or suite.default_scale}"
         return cls(task, backend, images, options, data_key=data_key, owns_backend=False)
 
@@ -310,7 +320,7 @@ class TaskRunner:
         options = options or EvalOptions()
         if not encodable(query):
             raise BaselineError("the original query is not valid Unicode text (a lone surrogate?)")
-        path = str(Path(_strip_url(database)).resolve())
+        path = _database_path(database)
         backend = shared_backend(path)
         images = _variants(path, query, options)
         digest = hashlib.sha1(query.encode()).hexdigest()[:10]
@@ -324,10 +334,11 @@ class TaskRunner:
     # --- baseline --------------------------------------------------------------------------
 
     @property
-    def variant_backends(self) -> list[SQLiteBackend]:
-        """The variant databases (opened on first use)."""
+    def variant_backends(self) -> list[Backend]:
+        """The variant databases, loaded on the main database's engine on first use."""
         if self._variants is None:
-            self._variants = [SQLiteBackend.from_bytes(v.image, label=v.name) for v in self._variant_images]
+            engine = type(self.backend)
+            self._variants = [v.load(engine, label=v.name) for v in self._variant_images]
         return self._variants
 
     @functools.cached_property
@@ -337,15 +348,27 @@ class TaskRunner:
         if n == 0:
             return []
         main = self.backend
-        lineage = lineage_rowids(
-            main.connection,
-            self.task.query,
-            main.tables(),
-            dialect=main.dialect,
-            limit=LINEAGE_ROWS,
-            max_work=LINEAGE_WORK,
-        )
+        lineage = lineage_rowids(main, self.task.query, limit=LINEAGE_ROWS, max_work=LINEAGE_WORK)
         return [build_twin(main, lineage, seed=self.options.seed, index=i) for i in range(n)]
+
+    @contextlib.contextmanager
+    def _on_twin(self, index: int) -> Iterator[Backend]:
+        """The full-size database with twin ``index`` applied, for the duration of the context.
+
+        On an engine with nested transient states (SQLite's savepoints) the twin is applied to
+        the main database, inside the candidate's scratch indexes, and rolled back; on one
+        without (DuckDB) it is a clone kept by the runner, where the candidate builds its
+        indexes again.
+        """
+        if self.backend.nested_transient:
+            with twin_applied(self.backend, self.twins[index]):
+                yield self.backend
+        else:
+            yield self._twin_clones[index]
+
+    @functools.cached_property
+    def _twin_clones(self) -> list[Backend]:
+        return [materialized(self.backend, twin) for twin in self.twins]
 
     @functools.cached_property
     def baseline(self) -> Baseline:
@@ -365,9 +388,9 @@ class TaskRunner:
         main = self._run_original(self.backend, "main database")
         variants = [self._run_original(b, f"variant {b!r}") for b in self.variant_backends]
         twins = []
-        for twin in self.twins:
-            with twin_applied(self.backend, twin):
-                twins.append(self._run_original(self.backend, twin.name))
+        for i, twin in enumerate(self.twins):
+            with self._on_twin(i) as target:
+                twins.append(self._run_original(target, twin.name))
         records = [main, *variants, *twins]
         if key and sum(len(r.rows) for r in records) <= baseline_cache.MAX_CACHED_ROWS:
             entry = {
@@ -500,12 +523,12 @@ class TaskRunner:
         return self._reward(act, base, main.run, common)
 
     @property
-    def emptied_backends(self) -> list[SQLiteBackend]:
+    def emptied_backends(self) -> list[Backend]:
         """The databases with one table emptied that every candidate also runs on (see below)."""
         return [backend for _, backend, _ in self._emptied]
 
     @functools.cached_property
-    def _emptied(self) -> list[tuple[str, SQLiteBackend, RunRecord]]:
+    def _emptied(self) -> list[tuple[str, Backend, RunRecord]]:
         """One small database per base table the original names, with that table emptied alone.
 
         No variant or twin has exactly one table empty (the ``empty`` variant empties them all,
@@ -519,11 +542,11 @@ class TaskRunner:
             return []
         base = self.baseline
         pick = max(range(len(base.variants)), key=lambda i: (len(base.variants[i].rows), -i))
-        image = self.variant_backends[pick].serialize()
+        source = self._variant_images[pick]
         out = []
         for table in self._named_tables():
             name = f"without:{table}"
-            backend = SQLiteBackend.from_bytes(image, label=name)
+            backend = source.load(type(self.backend), label=name)
             try:
                 if not empty_table(backend, table):
                     raise BaselineError(f"cannot empty {table}")
@@ -605,8 +628,8 @@ class TaskRunner:
         return out
 
     @functools.cached_property
-    def _constant_backend(self) -> SQLiteBackend:
-        return SQLiteBackend.empty()
+    def _constant_backend(self) -> Backend:
+        return type(self.backend).empty()
 
     def _variant_budget(self, record: RunRecord) -> Budget:
         cfg = self.options
@@ -657,11 +680,11 @@ class TaskRunner:
                 )  # fmt: skip
                 if main.failure is not None:
                     return main
-                for twin, record in zip(self.twins, base.twins):
-                    with twin_applied(backend, twin):
+                for i, (twin, record) in enumerate(zip(self.twins, base.twins)):
+                    with self._on_twin(i) as target:
                         check = self._run_checked(
-                            backend, act, record, self._twin_budget(record, base.main), twin.name, deadline,
-                            indexes_built=True,
+                            target, act, record, self._twin_budget(record, base.main), twin.name, deadline,
+                            indexes_built=target is backend,
                         )  # fmt: skip
                     if check.failure is not None:
                         outcomes.append(
@@ -894,6 +917,8 @@ class TaskRunner:
             b.close()
         for _, b, _ in self.__dict__.get("_emptied", []):
             b.close()
+        for b in self.__dict__.get("_twin_clones", []):
+            b.close()
         constant = self.__dict__.get("_constant_backend")
         if constant is not None:
             constant.close()
@@ -949,9 +974,9 @@ def _variants(source_path: str, query: str, options: EvalOptions) -> list[Varian
     )
 
 
-def _strip_url(database: str | os.PathLike[str]) -> str:
-    text = os.fspath(database)
-    return text.removeprefix("sqlite:///") if text.startswith("sqlite:///") else text
+def _database_path(database: str | os.PathLike[str]) -> str:
+    """The absolute path of a database given as a path or URL (its engine is read from the file)."""
+    return str(Path(split_url(database)[1]).resolve())
 
 
 def evaluate(
@@ -968,7 +993,8 @@ def evaluate(
     candidates of one query pays for them once.
 
     Args:
-        database: path of a SQLite file (or ``sqlite:///path``); it is never modified.
+        database: path of a SQLite or DuckDB file (the engine is read from the file), or a URL
+            (``sqlite:///path``, ``duckdb:///path``); it is never modified.
         slow_sql: the original query.
         candidate_sql: the rewrite (optionally preceded by ``CREATE INDEX`` statements; a
             markdown ``sql`` fence is accepted).
@@ -986,7 +1012,7 @@ def evaluate(
         ConfigError: an option is invalid.
     """
     opts = EvalOptions.from_kwargs(**options)
-    path = str(Path(_strip_url(database)).resolve())
+    path = _database_path(database)
     key = ("database", file_key(path), slow_sql, tuple(output_columns or ()), repr(opts))
     runner = runner_cache().get(
         key, lambda: TaskRunner.for_database(path, slow_sql, opts, output_columns=output_columns)

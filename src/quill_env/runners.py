@@ -2,7 +2,7 @@
 
 Scoring keeps three things between calls, and memory must not grow with the number of queries:
 
-- :func:`shared_backend`: one in-memory copy of each database file per process (and thread),
+- :func:`shared_backend`: one private copy of each database file per process (and thread),
   shared by every runner of that file. Runners never change it: indexes are built in a
   savepoint that is rolled back and twins are applied the same way.
 - :func:`variants_for`: the variant images of one query, built once.
@@ -20,7 +20,7 @@ from collections.abc import Callable, Hashable
 from typing import Generic, Protocol, TypeVar
 
 from quill_env.backends import open_backend
-from quill_env.backends.sqlite import SQLiteBackend
+from quill_env.backends.base import Backend
 from quill_env.errors import ConfigError, DatabaseError
 from quill_env.variants import Variant, VariantBuilder
 
@@ -34,7 +34,7 @@ DEFAULT_MAX_RUNNERS = 64
 """Task runners kept by :func:`runner_cache` (``QUILL_MAX_RUNNERS`` overrides)."""
 
 _LOCK = threading.Lock()
-_BACKENDS: OrderedDict[tuple[str, int], SQLiteBackend] = OrderedDict()
+_BACKENDS: OrderedDict[tuple[str, int], Backend] = OrderedDict()
 _VARIANTS: OrderedDict[tuple, list[Variant]] = OrderedDict()
 
 
@@ -50,11 +50,13 @@ def file_key(path: str) -> str:
     return f"{path}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def shared_backend(path: str) -> SQLiteBackend:
-    """The in-memory copy of ``path`` that this process (and thread) shares; read once per version.
+def shared_backend(path: str) -> Backend:
+    """The private copy of ``path`` that this process (and thread) shares; read once per version.
+
+    The engine is read from the file (:func:`quill_env.backends.engine_of`).
 
     Raises:
-        DatabaseError: the file does not exist or is not a SQLite database.
+        DatabaseError: the file does not exist or is not a database of its engine.
     """
     key = (file_key(path), threading.get_ident())
     with _LOCK:
@@ -63,7 +65,6 @@ def shared_backend(path: str) -> SQLiteBackend:
             _BACKENDS.move_to_end(key)
             return backend
     backend = open_backend(path)
-    assert isinstance(backend, SQLiteBackend)
     with _LOCK:
         _BACKENDS[key] = backend
         while len(_BACKENDS) > MAX_SHARED_FILES:
@@ -90,13 +91,15 @@ def variants_for(
     return cached
 
 
-def suite_runner_key(suite: object, task: object, scale: str | None, options: object) -> tuple:
+def suite_runner_key(
+    suite: object, task: object, scale: str | None, options: object, engine: str = "sqlite"
+) -> tuple:
     """The cache key of a suite task's runner, the same wherever it is built (env, pool, trainers).
 
     ``scale=None`` means the suite's default scale, so both share one runner.
     """
     scale = scale or getattr(suite, "default_scale", None)
-    return ("suite", suite.name, suite.hash, task.id, scale, repr(options))  # type: ignore[attr-defined]
+    return ("suite", engine, suite.name, suite.hash, task.id, scale, repr(options))  # type: ignore[attr-defined]
 
 
 class Closeable(Protocol):

@@ -9,19 +9,18 @@ the user cache dir), keyed by a hash of the spec, so a changed spec regenerates 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import apsw
-
-from quill_env import sqlbuild
 from quill_env._version import DATA_FORMAT
+from quill_env.backends import get_backend
 from quill_env.datagen import generate_tables, spec_hash
 from quill_env.errors import SuiteError, UnknownNameError
 from quill_env.paths import cache_dir
@@ -80,6 +79,11 @@ class Task:
         except KeyError as err:
             raise SuiteError(f"task is missing field {err}: {dict(raw)!r:.200}") from None
 
+    def ported(self, port: Callable[[str], str]) -> Task:
+        """The task with its query and reference translated by ``port`` (see ``Backend.port``)."""
+        reference = port(self.reference) if self.reference else self.reference
+        return dataclasses.replace(self, query=port(self.query), reference=reference)
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of the task."""
         out = {
@@ -122,6 +126,8 @@ class Suite:
         self.default_scale: str = str(spec.get("default_scale", "medium"))
         self.variant_count: int = int(spec.get("variants", {}).get("count", 8))
         self.variant_rows: int = int(spec.get("variants", {}).get("rows_per_table", 40))
+        self.dialect: str = str(spec.get("dialect", "sqlite"))
+        """The dialect the schema and the tasks are written in (other engines run them ported)."""
         self.path = path
         self.tasks: list[Task] = list(tasks)
         ids = [t.id for t in self.tasks]
@@ -192,40 +198,32 @@ class Suite:
 
     # --- databases -------------------------------------------------------------------------
 
-    def database(self, scale: str | None = None, *, rebuild: bool = False) -> Path:
-        """Path of the generated database at ``scale``, building and caching it when needed."""
+    def database(self, scale: str | None = None, *, rebuild: bool = False, engine: str = "sqlite") -> Path:
+        """Path of the generated database at ``scale`` for ``engine``, built and cached when needed.
+
+        Every engine gets the same generated rows; the schema is ported from :attr:`dialect`.
+        """
         scale = scale or self.default_scale
         if scale != VARIANT_SCALE and scale not in self.scales:
             raise UnknownNameError("scale", scale, self.scales)
-        target = cache_dir() / "suites" / f"{self.name}-{self.data_hash}-{scale}.db"
+        cls = get_backend(engine)
+        suffix = ".db" if cls.name == "sqlite" else cls.file_suffixes[0]
+        target = cache_dir() / "suites" / f"{self.name}-{self.data_hash}-{scale}{suffix}"
         if target.exists() and not rebuild:
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".db.tmp", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(suffix=suffix + ".tmp", dir=target.parent)
         os.close(fd)
         os.unlink(tmp)
         try:
-            self._build(Path(tmp), scale)
+            data = generate_tables(self.generator, scale, self.seed)
+            cls.create_file(tmp, self.ddl, data, dialect=self.dialect)
             os.replace(tmp, target)
         finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            for leftover in (tmp, tmp + ".wal"):
+                if os.path.exists(leftover):
+                    os.unlink(leftover)
         return target
-
-    def _build(self, path: Path, scale: str) -> None:
-        data = generate_tables(self.generator, scale, self.seed)
-        conn = apsw.Connection(str(path))
-        try:
-            conn.execute("PRAGMA journal_mode = OFF")
-            conn.execute("PRAGMA page_size = 4096")
-            with conn:
-                for ddl in self.ddl:
-                    conn.execute(ddl)
-                for table, columns in data.items():
-                    names = list(columns)
-                    conn.executemany(sqlbuild.insert(table, names), zip(*columns.values()))
-        finally:
-            conn.close()
 
     def __repr__(self) -> str:
         return f"Suite({self.name!r}, version={self.version!r}, tasks={len(self.tasks)})"

@@ -49,6 +49,7 @@ class BenchConfig:
         split: ``test`` (default), ``train`` or ``all``.
         scale: the data scale (``None``: each suite's default).
         cost: ``work`` (deterministic) or ``wall``.
+        engine: the backend the suites run on (``sqlite``, default, or ``duckdb``).
         workers: worker processes (``0``: score in this process).
         task_ids: restrict to these tasks.
         limit: score only the first ``limit`` tasks.
@@ -61,6 +62,7 @@ class BenchConfig:
     split: str = "test"
     scale: str | None = None
     cost: str = "work"
+    engine: str = "sqlite"
     workers: int = 2
     task_ids: Sequence[str] | None = None
     limit: int | None = None
@@ -75,7 +77,8 @@ class BenchConfig:
 
     def run_config(self, suites: Sequence[Suite]) -> RunConfig:
         """The picklable part every worker gets."""
-        return RunConfig(tuple(map(suite_ref, suites)), self.scale, {"cost": self.cost, **dict(self.options)})
+        options = {"cost": self.cost, **dict(self.options)}
+        return RunConfig(tuple(map(suite_ref, suites)), self.scale, options, self.engine)
 
 
 @dataclass
@@ -177,11 +180,11 @@ def select_tasks(
     return tasks
 
 
-def _prepare(suites: Sequence[Suite], scale: str | None) -> None:
+def _prepare(suites: Sequence[Suite], scale: str | None, engine: str = "sqlite") -> None:
     """Build the databases once here, so workers never race to generate them."""
     for suite in suites:
-        suite.database(scale)
-        suite.database("variant")
+        suite.database(scale, engine=engine)
+        suite.database("variant", engine=engine)
 
 
 def default_run_name(split: str, scale: str | None, cost: str) -> str:
@@ -256,7 +259,7 @@ def run_bench(
     suites = resolve_suites(config.suites)
     tasks = select_tasks(suites, config.split, config.task_ids, config.limit)
     used = [s for s in suites if any(t.suite == s.name for t in tasks)]
-    _prepare(used, config.scale)
+    _prepare(used, config.scale, config.engine)
     known = [t.id for s in suites for t in s.tasks]
     subs = [read_submission(p, known) for p in config.submissions]
     for sub in subs:
@@ -294,7 +297,7 @@ def run_bench(
         sub_result = _submission_result(sub, by_agent[player.label], tasks, config)
         sub_result.label = player.label
         results.append(sub_result)
-    fp = fingerprint(used, scale=config.scale, cost=config.cost, split=config.split)
+    fp = fingerprint(used, scale=config.scale, cost=config.cost, split=config.split, engine=config.engine)
     return BenchResult(
         run=run or default_run_name(config.split, fp["scale"], config.cost),
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from quill_env._version import __version__
+from quill_env.backends import DEFAULT_ENGINE, get_backend
 from quill_env.tasks import Suite
 
 
@@ -28,18 +29,18 @@ def machine_summary() -> dict[str, Any]:
     return out
 
 
-def engine_version() -> str:
-    """The database engine that scores actions (SQLite bundled with APSW)."""
-    from quill_env.backends.sqlite import SQLiteBackend
-
-    backend = SQLiteBackend.empty()
+def engine_version(engine: str = DEFAULT_ENGINE) -> str:
+    """The database engine that scores actions, with its version (e.g. ``SQLite 3.54.1``)."""
+    backend = get_backend(engine).empty()
     try:
         return backend.engine_version()
     finally:
         backend.close()
 
 
-def fingerprint(suites: Sequence[Suite], *, scale: str | None, cost: str, split: str) -> dict[str, Any]:
+def fingerprint(
+    suites: Sequence[Suite], *, scale: str | None, cost: str, split: str, engine: str = DEFAULT_ENGINE
+) -> dict[str, Any]:
     """The fingerprint of a run.
 
     Args:
@@ -47,6 +48,7 @@ def fingerprint(suites: Sequence[Suite], *, scale: str | None, cost: str, split:
         scale: the data scale (``None``: each suite's default, resolved here).
         cost: the cost mode (``work`` or ``wall``).
         split: the split scored.
+        engine: the backend that scored (``sqlite`` or ``duckdb``).
 
     Returns:
         ``quill_version``, ``suites`` (name, version, hash, scale), ``engine``, ``cost_mode``,
@@ -59,11 +61,11 @@ def fingerprint(suites: Sequence[Suite], *, scale: str | None, cost: str, split:
             {"name": s.name, "version": s.version, "hash": s.hash, "scale": scale or s.default_scale}
             for s in suites
         ],
-        "engine": engine_version(),
+        "engine": engine_version(engine),
         "cost_mode": cost,
         "scale": scales[0] if len(scales) == 1 else ",".join(scales),
         "split": split,
-        "deterministic": cost == "work",
+        "deterministic": cost == "work" and get_backend(engine).deterministic_work,
         "machine": machine_summary(),
     }
 

@@ -45,11 +45,13 @@ class RunConfig:
         suites: shipped suite names or suite directories.
         scale: the data scale (``None``: each suite's default).
         options: keyword arguments of :class:`~quill_env.evaluator.EvalOptions` (``cost`` ...).
+        engine: the backend the suites run on (``sqlite`` or ``duckdb``).
     """
 
     suites: tuple[str, ...]
     scale: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    engine: str = "sqlite"
 
 
 @dataclass(frozen=True)
@@ -205,13 +207,15 @@ class Worker:
         """
         task = self.tasks[task_id]
         suite = self.suites[task.suite]
-        key = suite_runner_key(suite, task, self.config.scale, self.options)
+        key = suite_runner_key(suite, task, self.config.scale, self.options, self.config.engine)
         runner = runner_cache().get(key, lambda: self._build(suite, task))
         self._compute_baseline(runner)  # free once computed; an environment may have cached it without
         return runner
 
     def _build(self, suite: Suite, task: Task) -> TaskRunner:
-        runner = TaskRunner.from_suite(suite, task, self.config.scale, self.options)
+        runner = TaskRunner.from_suite(
+            suite, task, self.config.scale, self.options, engine=self.config.engine
+        )
         try:
             self._compute_baseline(runner)
         except QuillError:
