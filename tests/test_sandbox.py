@@ -16,11 +16,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import apsw
 import gymnasium as gym
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.engines import engine_params, write_database
 
 import quill_env
 from quill_env import evaluate
@@ -50,33 +50,30 @@ def _sha256(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def db(tmp_path_factory) -> Db:
-    directory = tmp_path_factory.mktemp("sandbox-db")
-    path = directory / "shop.sqlite"
-    conn = apsw.Connection(str(path))
-    conn.execute(
-        "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT NOT NULL, country TEXT);"
-        "CREATE TABLE orders(id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id),"
-        " total REAL NOT NULL, created_at TEXT NOT NULL);"
-    )
+@pytest.fixture(scope="module", params=engine_params())
+def db(request, tmp_path_factory) -> Db:
+    """The same small database on each engine (the corpus is written once, ported by the harness)."""
+    directory = tmp_path_factory.mktemp(f"sandbox-db-{request.param}")
     rng = random.Random(0)
     countries = ["NZ", "AU", "US", "FR", None]
-    with conn:
-        conn.executemany(
-            "INSERT INTO users VALUES (?, ?, ?)",
-            [(i, f"user{i}", rng.choice(countries)) for i in range(1, 1001)],
-        )
-        conn.executemany(
-            "INSERT INTO orders VALUES (?, ?, ?, ?)",
-            [
-                (i, rng.randint(1, 1000), round(rng.random() * 100, 2), f"2024-01-{rng.randint(1, 28):02d}")
-                for i in range(1, 4001)
-            ],
-        )
-    conn.close()
+    users = [(i, f"user{i}", rng.choice(countries)) for i in range(1, 1001)]
+    orders = [
+        (i, rng.randint(1, 1000), round(rng.random() * 100, 2), f"2024-01-{rng.randint(1, 28):02d}")
+        for i in range(1, 4001)
+    ]
+    path = write_database(
+        request.param,
+        directory,
+        "shop",
+        [
+            "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT NOT NULL, country TEXT)",
+            "CREATE TABLE orders(id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id),"
+            " total REAL NOT NULL, created_at TEXT NOT NULL)",
+        ],
+        {"users": users, "orders": orders},
+    )
     listing = tuple(sorted(os.listdir(directory)))
-    assert listing == ("shop.sqlite",)
+    assert listing == (path.name,)
     return Db(str(path), str(directory), _sha256(str(path)), listing)
 
 
@@ -456,9 +453,13 @@ def test_corpus_covers_every_category():
 
 
 def test_sanity_good_action_is_improved(db):
-    """The harness is sound: the index the hostile actions carry really is rewarded."""
+    """The harness is sound: the action the hostile ones are built on is accepted, and on SQLite
+    rewarded (DuckDB's planner decorrelates the subquery itself, so there the index is no gain:
+    a failing verdict below is still the hostile part's doing, not the base action's)."""
     result = evaluate(db.path, SLOW_SQL, IX + SLOW_SQL)
-    assert result.verdict.value == "improved" and result.reward > 0
+    assert result.correct, (result.verdict, result.error)
+    if db.path.endswith(".db"):
+        assert result.verdict.value == "improved" and result.reward > 0
     _assert_untouched(db)
 
 

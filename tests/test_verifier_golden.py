@@ -5,6 +5,8 @@ Every ``tests/fixtures/verifier/*.sql`` file holds one (original, candidate) pai
     # expect: equivalent | mismatch
     # why: one line saying what the trap is
     # main: mismatch            (optional; default: the pair agrees on the main database)
+    # engines: sqlite           (optional; default: every engine; for traps of one dialect)
+    # expect duckdb: equivalent (optional; where an engine's semantics make the pair agree)
     -- original
     SELECT ...;
     -- candidate
@@ -22,8 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import apsw
 import pytest
+from tests.engines import ENGINES, engine_params, port, write_database
 
 import quill_env
 from quill_env import Verdict
@@ -39,6 +41,11 @@ class Pair:
     main: str
     original: str
     candidate: str
+    engines: tuple[str, ...] = ENGINES
+    expect_on: tuple[tuple[str, str], ...] = ()
+
+    def expected(self, engine: str) -> str:
+        return dict(self.expect_on).get(engine, self.expect)
 
 
 def load_pairs(directory: Path = FIXTURES) -> list[Pair]:
@@ -67,7 +74,11 @@ def load_pairs(directory: Path = FIXTURES) -> list[Pair]:
         assert main in ("equivalent", "mismatch"), f"{path.name}: bad '# main:'"
         original, candidate = ("\n".join(sections[k]).strip() for k in ("original", "candidate"))
         assert original and candidate, f"{path.name}: empty section"
-        pairs.append(Pair(path.stem, expect, meta["why"], main, original, candidate))
+        engines = tuple(e.strip() for e in meta.get("engines", ",".join(ENGINES)).split(","))
+        assert set(engines) <= set(ENGINES), f"{path.name}: unknown engine in '# engines:'"
+        expect_on = tuple((k.split()[1], v) for k, v in meta.items() if k.startswith("expect "))
+        assert all(e in ENGINES and v in ("equivalent", "mismatch") for e, v in expect_on), path.name
+        pairs.append(Pair(path.stem, expect, meta["why"], main, original, candidate, engines, expect_on))
     return pairs
 
 
@@ -93,34 +104,35 @@ def _orders() -> list[tuple]:
     ]
 
 
-@pytest.fixture(scope="module")
-def main_db(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = tmp_path_factory.mktemp("golden") / "shop.db"
-    conn = apsw.Connection(str(path))
-    with conn:
-        conn.execute(
+@pytest.fixture(scope="module", params=engine_params())
+def main_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """``(engine, path)``: the main database, written by each engine's backend."""
+    path = write_database(
+        request.param,
+        tmp_path_factory.mktemp(f"golden-{request.param}"),
+        "shop",
+        [
             "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, city TEXT, "
-            "referrer_id INTEGER REFERENCES customers(id))"
-        )
-        conn.execute(
+            "referrer_id INTEGER REFERENCES customers(id))",
             "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers(id), "
-            "amount REAL NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL)"
-        )
-        conn.executemany(
-            "INSERT INTO customers VALUES (?, ?, ?, ?)",
-            [(i + 1, NAMES[i], CITIES[i % 4], (i + 1) % 3 + 1) for i in range(12)],
-        )
-        conn.executemany("INSERT INTO orders VALUES (?, ?, ?, ?, ?)", _orders())
-        conn.execute(
+            "amount REAL NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL)",
             "CREATE TABLE memberships (customer_id INTEGER NOT NULL REFERENCES customers(id), "
-            "tier TEXT NOT NULL, points INTEGER NOT NULL)"
-        )
-        conn.executemany(
-            "INSERT INTO memberships VALUES (?, ?, ?)",
-            [(i + 1, TIERS[i % 3], 100 + 37 * i) for i in range(12)],
-        )
-    conn.close()
-    return str(path)
+            "tier TEXT NOT NULL, points INTEGER NOT NULL)",
+        ],
+        {
+            "customers": [(i + 1, NAMES[i], CITIES[i % 4], (i + 1) % 3 + 1) for i in range(12)],
+            "orders": _orders(),
+            "memberships": [(i + 1, TIERS[i % 3], 100 + 37 * i) for i in range(12)],
+        },
+    )
+    return request.param, str(path)
+
+
+def _evaluate(main_db: tuple[str, str], pair: Pair, **options: object) -> quill_env.EvalResult:
+    engine, path = main_db
+    if engine not in pair.engines:
+        pytest.skip(f"a trap of {', '.join(pair.engines)} semantics only: {pair.why}")
+    return quill_env.evaluate(path, port(engine, pair.original), port(engine, pair.candidate), **options)
 
 
 def test_fixture_inventory() -> None:
@@ -131,9 +143,9 @@ def test_fixture_inventory() -> None:
 
 
 @pytest.mark.parametrize("pair", PAIRS, ids=lambda p: p.name)
-def test_main_database_alone(main_db: str, pair: Pair) -> None:
+def test_main_database_alone(main_db: tuple[str, str], pair: Pair) -> None:
     """Without variants, the pair agrees (so a mismatch is the variants' catch)."""
-    result = quill_env.evaluate(main_db, pair.original, pair.candidate, num_variants=0, num_twins=0)
+    result = _evaluate(main_db, pair, num_variants=0, num_twins=0)
     if pair.main == "equivalent":
         assert result.correct is True, (pair.why, result.verdict, result.error)
     else:
@@ -141,10 +153,10 @@ def test_main_database_alone(main_db: str, pair: Pair) -> None:
 
 
 @pytest.mark.parametrize("pair", PAIRS, ids=lambda p: p.name)
-def test_with_variants(main_db: str, pair: Pair) -> None:
-    result = quill_env.evaluate(main_db, pair.original, pair.candidate)
+def test_with_variants(main_db: tuple[str, str], pair: Pair) -> None:
+    result = _evaluate(main_db, pair)
     detail = (pair.why, result.verdict, result.error, result.variants)
-    if pair.expect == "equivalent":
+    if pair.expected(main_db[0]) == "equivalent":
         assert result.correct is True, detail
         assert all(v.status == "match" for v in result.variants), detail
     else:
