@@ -24,6 +24,27 @@ def test_check_env_on_every_registered_id(env_id, shop_suite):
     env.close()
 
 
+def test_check_env_on_duckdb(shop_suite):
+    """The same suites on DuckDB: the env passes Gymnasium's checker and scores a reference."""
+    pytest.importorskip("duckdb")
+    env = gym.make("Quill-v1", suite="shop", scale="small", engine="duckdb")
+    assert env.unwrapped.engine == "duckdb"
+    check_env(env.unwrapped, skip_render_check=True)
+    env.reset(seed=0)
+    task = env.unwrapped.task
+    _obs, reward, terminated, _truncated, info = env.step(task.reference)
+    assert terminated and info["verdict"] in ("improved", "no_gain") and reward >= 0
+    assert info["engine"].startswith("DuckDB")
+    env.close()
+
+
+def test_engine_and_database_must_agree(tmp_path, small_db):
+    with pytest.raises(quill_env.ConfigError, match="is a sqlite database"):
+        gym.make("Quill-v1", database=small_db, queries=["SELECT 1"], engine="duckdb")
+    with pytest.raises(quill_env.UnknownNameError):
+        gym.make("Quill-v1", engine="oracle")
+
+
 def _rollout(seed, actions):
     env = gym.make("Quill-v1", scale="small")
     out = []

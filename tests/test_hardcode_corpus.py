@@ -17,18 +17,22 @@ from collections import Counter
 
 import pytest
 from tests.adversary import ATTACKS
+from tests.engines import engine_params
 
 from quill_env import EvalOptions, TaskRunner, Verdict, get_suite, list_suites
 
 SCALE = "small"
 
 
-def _runners(suite_name: str, options: EvalOptions, limit: int | None = None):
+def _runners(
+    suite_name: str, options: EvalOptions, limit: int | None = None, engine: str = "sqlite", every: int = 1
+):
     suite = get_suite(suite_name)
-    for task in suite.tasks[:limit]:
-        runner = TaskRunner.from_suite(suite, task, SCALE, options)
+    for task in suite.tasks[:limit:every]:
+        runner = TaskRunner.from_suite(suite, task, SCALE, options, engine=engine)
         _ = runner.baseline
         yield task, runner
+        runner.close()
 
 
 def _attacks(runner: TaskRunner, kinds=ATTACKS):
@@ -38,10 +42,16 @@ def _attacks(runner: TaskRunner, kinds=ATTACKS):
             yield kind, action
 
 
+DUCKDB_EVERY = 6
+"""On DuckDB every sixth task of each suite is attacked (every task on SQLite)."""
+
+
 @pytest.mark.parametrize("suite_name", list_suites())
-def test_no_hard_code_is_paid(suite_name):
+@pytest.mark.parametrize("engine", engine_params())
+def test_no_hard_code_is_paid(suite_name, engine):
     paid, tried = [], Counter()
-    for task, runner in _runners(suite_name, EvalOptions()):
+    every = DUCKDB_EVERY if engine == "duckdb" else 1
+    for task, runner in _runners(suite_name, EvalOptions(), engine=engine, every=every):
         for kind, action in _attacks(runner):
             tried[kind] += 1
             result = runner.evaluate(action)
@@ -51,16 +61,21 @@ def test_no_hard_code_is_paid(suite_name):
     assert not paid, (f"{len(paid)} of {sum(tried.values())} attacks paid", paid[:10])
 
 
-def test_the_attacks_succeed_without_the_defences():
+def test_the_attacks_succeed_without_the_defences(engine="sqlite"):
     """With provenance, twins and emptied tables off, the gated attacks pass verification (the old hole).
 
     A gated attack pays only where its fast path is faster than the original (and the gate's
     subquery lengthens the candidate's loops, which the work counter charges), so the bar is
     that each kind is paid on a fifth of the tasks and that most tasks fall to at least one.
+
+    SQLite only: on DuckDB the gate saves nothing even with the defences off (measured on the
+    shop suite: 0 of 42 gated attacks paid; 28 time out, the rest are no gain, wrong or refused),
+    because DuckDB runs both branches of the ``UNION ALL`` and its counter charges every row
+    each one scans, so a gated candidate costs more than the original.
     """
     options = EvalOptions(literals="any", num_twins=0, empty_tables=False)
     paid, tried, tasks, fallen = Counter(), Counter(), 0, 0
-    for _task, runner in _runners("shop", options):
+    for _task, runner in _runners("shop", options, engine=engine):
         tasks += 1
         hit = False
         for kind, action in _attacks(runner, ("count_gated_rows", "key_gated_in_list")):
@@ -73,11 +88,12 @@ def test_the_attacks_succeed_without_the_defences():
     assert fallen >= 0.5 * tasks, (fallen, tasks, paid, tried)
 
 
-def test_twins_alone_catch_gated_key_restrictions():
+@pytest.mark.parametrize("engine", engine_params())
+def test_twins_alone_catch_gated_key_restrictions(engine):
     """The literal rule off: the twins still refuse the key-gated restriction on most tasks."""
     options = EvalOptions(literals="any")
     verdicts = Counter()
-    for _task, runner in _runners("shop", options):
+    for _task, runner in _runners("shop", options, engine=engine):
         for _kind, action in _attacks(runner, ("key_gated_in_list", "count_gated_rows")):
             result = runner.evaluate(action)
             verdicts["paid" if result.reward > 0 else "refused"] += 1
