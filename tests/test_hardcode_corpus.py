@@ -42,8 +42,8 @@ def _attacks(runner: TaskRunner, kinds=ATTACKS):
             yield kind, action
 
 
-DUCKDB_EVERY = 6
-"""On DuckDB every sixth task of each suite is attacked (every task on SQLite)."""
+DUCKDB_EVERY = 12
+"""On DuckDB every twelfth task of each suite is attacked (every task on SQLite)."""
 
 
 @pytest.mark.parametrize("suite_name", list_suites())

@@ -496,7 +496,8 @@ class TaskRunner:
             # sqlglot parsed the text but cannot render it in the engine's dialect (a function
             # of another dialect with missing arguments, say): the action is not SQL of this
             # engine, and no exception of the toolkit may escape a step
-            return self._finish(Verdict.SYNTAX_ERROR, f"cannot read the SQL as {self.backend.dialect} ({type(err).__name__})")
+            message = f"cannot read the SQL as {self.backend.dialect} ({type(err).__name__})"
+            return self._finish(Verdict.SYNTAX_ERROR, message)
         if act is None:
             return self._finish(
                 Verdict.UNCHANGED, baseline_cost=base.main.work, candidate_cost=base.main.work
