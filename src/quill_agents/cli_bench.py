@@ -191,7 +191,8 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     fp = result.fingerprint
     title = (
         f"Quill bench: {', '.join(s['name'] for s in fp['suites'])} / {fp['split']} / {fp['scale']} / "
-        f"{fp['cost_mode']} ({len(result.tasks)} tasks, {result.seconds:.1f}s, {args.workers} workers)"
+        f"{fp['cost_mode']} / {fp['engine']} "
+        f"({len(result.tasks)} tasks, {result.seconds:.1f}s, {args.workers} workers)"
     )
     console.print(title, markup=False, highlight=False)
     for table in _summary_tables(rows):

@@ -27,6 +27,7 @@ from quill_agents.leaderboard.pool import (
     run_jobs,
 )
 from quill_agents.leaderboard.submission import Issue, Submission, check_claims, read_submission
+from quill_env.backends import DEFAULT_ENGINE
 from quill_env.errors import ConfigError
 from quill_env.evaluator import EvalOptions
 from quill_env.tasks import Suite, Task, get_suite, list_suites, suites_root
@@ -187,13 +188,15 @@ def _prepare(suites: Sequence[Suite], scale: str | None, engine: str = "sqlite")
         suite.database("variant", engine=engine)
 
 
-def default_run_name(split: str, scale: str | None, cost: str) -> str:
+def default_run_name(split: str, scale: str | None, cost: str, engine: str = DEFAULT_ENGINE) -> str:
     """``<UTC time>-<split>-<scale>-<cost>``, the default name of a run.
 
-    ``scale`` is the resolved tier (``run_bench`` passes the fingerprint's, e.g. ``medium``).
+    ``-<engine>`` follows when the engine is not the default. ``scale`` is the resolved tier
+    (``run_bench`` passes the fingerprint's, e.g. ``medium``).
     """
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{split}-{scale or 'default'}-{cost}"
+    suffix = "" if engine == DEFAULT_ENGINE else f"-{engine}"
+    return f"{stamp}-{split}-{scale or 'default'}-{cost}{suffix}"
 
 
 def _sorted(records: list[StepRecord], order: Mapping[str, int]) -> list[StepRecord]:
@@ -299,7 +302,7 @@ def run_bench(
         results.append(sub_result)
     fp = fingerprint(used, scale=config.scale, cost=config.cost, split=config.split, engine=config.engine)
     return BenchResult(
-        run=run or default_run_name(config.split, fp["scale"], config.cost),
+        run=run or default_run_name(config.split, fp["scale"], config.cost, config.engine),
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         fingerprint=fp,
         tasks=task_ids,

@@ -100,7 +100,10 @@ def _ms(x: float | None) -> str:
 
 def _group_title(fp: Mapping[str, Any]) -> str:
     suites = ", ".join(f"{s['name']} v{s['version']}" for s in fp.get("suites", []))
-    return f"{suites} — split `{fp.get('split')}`, scale `{fp.get('scale')}`, cost `{fp.get('cost_mode')}`"
+    return (
+        f"{suites} — split `{fp.get('split')}`, scale `{fp.get('scale')}`, cost `{fp.get('cost_mode')}`, "
+        f"engine `{fp.get('engine')}`"
+    )
 
 
 def _latest_entries(runs: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
