@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 
 import apsw
@@ -35,3 +38,16 @@ def bare_seconds(runner: TaskRunner, action: str, *, twins: bool = True) -> floa
         total += time.perf_counter() - start
         del rows
     return total
+
+
+def json_in_fresh_processes(code: str, payload: object, times: int = 2) -> list:
+    """What ``code`` prints as JSON, run ``times`` in fresh interpreters with ``payload`` as
+    JSON in ``sys.argv[1]`` (how determinism across processes is checked)."""
+    return [
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", code, json.dumps(payload)], capture_output=True, text=True, check=True
+            ).stdout
+        )
+        for _ in range(times)
+    ]

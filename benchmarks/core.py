@@ -25,8 +25,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -35,7 +33,7 @@ import gymnasium as gym
 
 import calibration
 import quill_env
-from common import bare_seconds
+from common import bare_seconds, json_in_fresh_processes
 from quill_env import EvalOptions, TaskRunner, WallOptions, get_suite
 from quill_env.measure import interleaved
 from quill_env.policy import parse_action
@@ -106,14 +104,7 @@ for task_id, action in json.loads(sys.argv[1]):
     out.append([reward, info["speedup"], info["speedup_raw"], info["candidate_cost"], info["verdict"]])
 print(json.dumps(out))
 """
-    outs = [
-        json.loads(
-            subprocess.run(
-                [sys.executable, "-c", code, json.dumps(pairs)], capture_output=True, text=True, check=True
-            ).stdout
-        )
-        for _ in range(2)
-    ]
+    outs = json_in_fresh_processes(code, pairs)
     task = suite.task(DETERMINISM_TASKS[0])
     runner = TaskRunner.from_suite(suite, task, scale, EvalOptions(cost="wall"))
     rewards = [runner.evaluate(task.reference).reward for _ in range(10)]

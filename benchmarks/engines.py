@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
@@ -40,6 +39,7 @@ from scipy.optimize import least_squares
 from scipy.stats import spearmanr
 
 import quill_env
+from common import json_in_fresh_processes
 from quill_env import EvalOptions, TaskRunner, Verdict, WallOptions, get_suite, list_suites
 from quill_env.backends import get_backend
 from quill_env.backends.base import Budget
@@ -206,14 +206,7 @@ for suite_name, task_id in json.loads(sys.argv[1]):
     runner.close()
 print(json.dumps(out))
 """
-    runs = [
-        json.loads(
-            subprocess.run(
-                [sys.executable, "-c", code, json.dumps(pairs)], capture_output=True, text=True, check=True
-            ).stdout
-        )
-        for _ in range(2)
-    ]
+    runs = json_in_fresh_processes(code, pairs)
     return {"pairs": pairs, "process_a": runs[0], "process_b": runs[1], "identical": runs[0] == runs[1]}
 
 
