@@ -108,3 +108,13 @@ def test_reference_verifies_on_duckdb(duckdb_runners, suite_name, task_id):
     assert len(result.variants) == len(VariantBuilder.MUTATIONS) + runner.options.num_twins + len(emptied)
     identity = runner.evaluate(runner.task.query)
     assert identity.verdict is Verdict.UNCHANGED and identity.reward == 0.0
+
+
+def test_duckdb_does_not_pay_row_savings_the_clock_does_not_show(duckdb_runners):
+    """An ART lookup that does ~29x less counted work here (6 rows read instead of 9,000 at
+    medium) is not faster on DuckDB's clock at these sizes (benchmarks/engines.py: wall ratio
+    0.83); with the uncalibrated work ratio it was paid."""
+    runner = duckdb_runners("banking", "banking/or_chain_048")
+    result = runner.evaluate(runner.task.reference)
+    assert result.correct and result.speedup_raw > 10, (result.verdict, result.speedup_raw)
+    assert result.verdict is Verdict.NO_GAIN and result.reward == 0.0, (result.speedup, result.reward)
