@@ -34,10 +34,10 @@ from scipy.optimize import least_squares
 from scipy.stats import spearmanr
 
 from quill_env import EvalOptions, TaskRunner, WallOptions, get_suite, list_suites
+from quill_env.action_policy import SchemaView, parse_action
 from quill_env.backends.base import Budget
 from quill_env.backends.sqlite import SQLiteBackend, loop_shares
 from quill_env.measure import calibrated, interleaved
-from quill_env.policy import SchemaView, parse_action
 from quill_env.reward import DEFAULT_TIERS
 from quill_env.runners import shared_backend
 

@@ -10,7 +10,7 @@ import time
 import apsw
 
 from quill_env import TaskRunner
-from quill_env.policy import parse_action
+from quill_env.action_policy import parse_action
 from quill_env.twins import applied as twin_applied
 
 

@@ -35,8 +35,8 @@ import calibration
 import quill_env
 from common import bare_seconds, json_in_fresh_processes
 from quill_env import EvalOptions, TaskRunner, WallOptions, get_suite
+from quill_env.action_policy import parse_action
 from quill_env.measure import interleaved
-from quill_env.policy import parse_action
 from quill_env.reward import tier_reward
 
 OUT = Path(__file__).resolve().parent / "results" / "core.json"

@@ -41,10 +41,10 @@ from scipy.stats import spearmanr
 import quill_env
 from common import json_in_fresh_processes
 from quill_env import EvalOptions, TaskRunner, Verdict, WallOptions, get_suite, list_suites
+from quill_env.action_policy import parse_action
 from quill_env.backends import get_backend
 from quill_env.backends.base import Budget
 from quill_env.measure import calibrated, interleaved
-from quill_env.policy import parse_action
 from quill_env.reward import DEFAULT_TIERS, RewardConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import quill_env
 from quill_env import fingerprint, get_suite, list_suites
-from quill_env.taskgen import TARGET_MIX, mix
+from quill_env.authoring.taskgen import TARGET_MIX, mix
 
 OUT = Path(__file__).resolve().parent / "results" / "suites.json"
 

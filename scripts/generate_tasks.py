@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from quill_env.taskgen import candidates, mix, select, to_tasks, validate_all, write_tasks
+from quill_env.authoring.taskgen import candidates, mix, select, to_tasks, validate_all, write_tasks
 from quill_env.tasks import Suite, suites_root
 
 GENERATED = ["ecommerce", "hr", "social", "saas", "school", "banking", "clinic", "logistics"]

@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from quill_env import TaskRunner, list_suites
-from quill_env.taskgen import mix, write_tasks
+from quill_env.authoring.taskgen import mix, write_tasks
 from quill_env.tasks import Suite, suites_root
 
 POINTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "calibration_points.jsonl"

@@ -1,4 +1,4 @@
-"""Schema augmentation by consistent renaming (quill_env.augment)."""
+"""Schema augmentation by consistent renaming (quill_env.authoring.augment)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import sqlglot
 from sqlglot import exp
 
 from quill_env import get_suite
-from quill_env.augment import (
+from quill_env.action_policy import split_statements
+from quill_env.authoring.augment import (
     SQLITE_KEYWORDS,
     RenameMap,
     augment_suite,
@@ -21,7 +22,6 @@ from quill_env.augment import (
     schema_tables,
 )
 from quill_env.evaluator import TaskRunner
-from quill_env.policy import split_statements
 from quill_env.tasks import list_suites
 
 M = RenameMap(

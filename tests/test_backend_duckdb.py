@@ -14,10 +14,10 @@ import pytest
 
 duckdb = pytest.importorskip("duckdb")
 
+from quill_env.action_policy import IndexSpec  # noqa: E402
 from quill_env.backends.base import Budget, ExecStatus  # noqa: E402
 from quill_env.backends.duckdb import DuckDBBackend  # noqa: E402
 from quill_env.errors import DatabaseError, IndexBuildError  # noqa: E402
-from quill_env.policy import IndexSpec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BIG_ROWS = 100_000

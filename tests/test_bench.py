@@ -16,7 +16,7 @@ from quill_agents.leaderboard import (
 )
 from quill_agents.leaderboard.metrics import comparable, fast_p, summarize
 from quill_agents.leaderboard.submission import Entry, check_claims
-from quill_env.cli import main
+from quill_cli import main
 from quill_env.errors import ConfigError, UnknownNameError
 
 TASKS = ["shop/pending_in_january", "shop/orders_on_a_day", "shop/one_user_totals"]

@@ -1,6 +1,6 @@
 """A new user's first day (issue 10): the command line as a script sees it, output piped.
 
-Every command runs in a subprocess (``python -m quill_env.cli``) with stdout and stderr captured,
+Every command runs in a subprocess (``python -m quill_cli``) with stdout and stderr captured,
 so the console is not a terminal, exactly as in ``quill ... | grep`` or a CI log.
 """
 
@@ -21,10 +21,10 @@ import pytest
 from quill_agents.generate import DataLoop, GenerateConfig
 from quill_agents.heldout import held_out_schemas
 from quill_agents.store import DRAWS_FILE, RECORDS_FILE, read_jsonl
+from quill_cli.console import format_cost
 from quill_env import get_suite, list_suites
-from quill_env.cli import _format_cost
+from quill_env.authoring.querygen import Candidate
 from quill_env.errors import ConfigError
-from quill_env.querygen import Candidate
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 ANSI = re.compile(r"\x1b\[")
@@ -36,7 +36,7 @@ WRONG = "SELECT id, email FROM users WHERE country <> 'NZ'"
 def quill(*args: str, cwd: Path | None = None, env: dict | None = None, check_rc: int | None = None):
     """Run ``quill ARGS`` with both streams piped; returns the completed process."""
     proc = subprocess.run(
-        [sys.executable, "-m", "quill_env.cli", *args],
+        [sys.executable, "-m", "quill_cli", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -60,7 +60,7 @@ def _default_sigint() -> None:
 
 def popen_quill(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "quill_env.cli", *args],
+        [sys.executable, "-m", "quill_cli", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -443,11 +443,11 @@ def test_wall_costs_are_shown_in_real_seconds(small_db):
     assert "0 seconds" not in proc.stdout
 
 
-def test_format_cost():
-    assert _format_cost(1234567.0, "vm_steps") == "1,234,567 vm_steps"
-    assert _format_cost(0.00042, "seconds") == "420 µs"
-    assert _format_cost(0.0123, "seconds") == "12.3 ms"
-    assert _format_cost(3.14159, "seconds") == "3.14 s"
+def testformat_cost():
+    assert format_cost(1234567.0, "vm_steps") == "1,234,567 vm_steps"
+    assert format_cost(0.00042, "seconds") == "420 µs"
+    assert format_cost(0.0123, "seconds") == "12.3 ms"
+    assert format_cost(3.14159, "seconds") == "3.14 s"
 
 
 # --- item 12: quill evaluate's exit code says whether the candidate is correct -----------------

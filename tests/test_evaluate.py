@@ -6,8 +6,8 @@ import sys
 import pytest
 
 import quill_env
+from quill_cli import main as cli_main
 from quill_env import BaselineError, DatabaseError, Verdict, evaluate
-from quill_env.cli import main as cli_main
 
 SLOW = "SELECT u.id, (SELECT COUNT(*) FROM orders o WHERE o.user_id = u.id) AS n FROM users u WHERE u.country = 'NZ'"
 FAST = (

@@ -23,7 +23,7 @@ from quill_agents.export import (
 )
 from quill_agents.generate import GenerateConfig, ReferenceProposer, Steering, generate
 from quill_agents.store import DRAWS_FILE, RECORDS_FILE, read_jsonl, record_key
-from quill_env.cli import main
+from quill_cli import main
 
 ARGS = [
     "generate",
@@ -81,7 +81,7 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path, run_
     out = tmp_path / "killed"
     records = out / RECORDS_FILE
     proc = subprocess.Popen(
-        [sys.executable, "-m", "quill_env.cli", *ARGS, "--out", str(out)],
+        [sys.executable, "-m", "quill_cli", *ARGS, "--out", str(out)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=dict(os.environ),

@@ -7,7 +7,7 @@ import pytest
 import sqlglot
 
 from quill_env import Verdict, evaluate
-from quill_env.policy import PolicyViolation
+from quill_env.action_policy import PolicyViolation
 from quill_env.provenance import LiteralGuard
 from quill_env.unmetered import check_unmetered
 

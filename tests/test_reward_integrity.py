@@ -288,10 +288,10 @@ def test_work_is_the_same_whatever_ran_before(shop):
 def test_index_build_out_of_memory_is_a_verdict_and_leaves_no_savepoint(shop):
     """An index build the engine abandons (SQLITE_FULL or out of memory) is an IndexBuildError,
     never "no such savepoint", and the database is usable afterwards."""
+    from quill_env.action_policy import IndexSpec
     from quill_env.backends.base import Budget
     from quill_env.backends.sqlite import SQLiteBackend
     from quill_env.errors import IndexBuildError
-    from quill_env.policy import IndexSpec
 
     backend = SQLiteBackend.open(shop)
     spec = IndexSpec("orders", (("note", False), ("status", False)))

@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from quill_env import fingerprint, get_suite, list_suites
-from quill_env.taskgen import TARGET_MIX, candidates, mix
+from quill_env.authoring.taskgen import TARGET_MIX, candidates, mix
 
 SUITES = [get_suite(n) for n in list_suites()]
 ALL = [t for s in SUITES for t in s.tasks]

@@ -358,8 +358,8 @@ def test_environment_reward_on_random_model_output(tiny_model, shop_suite):
 def test_policy_agent_actions_are_evaluated(tiny_model, shop_suite):
     import gymnasium as gym
 
-    from quill_agents.base import Agent
     from quill_agents.policy import PolicyAgent
+    from quill_agents.protocol import Agent
 
     agent = PolicyAgent(tiny_model, max_new_tokens=16, batch_size=2)
     assert isinstance(agent, Agent)
@@ -404,7 +404,7 @@ def test_restem_two_iterations(tiny_model, tmp_path):
 
 
 def test_cli_train_parses_and_runs(tiny_model, tmp_path):
-    from quill_env.cli import main
+    from quill_cli import main
 
     out = tmp_path / "cli"
     code = main(
@@ -462,7 +462,7 @@ def test_cli_train_prints_no_third_party_noise(tiny_model, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
     proc = subprocess.run(
         [
-            sys.executable, "-m", "quill_env.cli", "train", "sft", "--model", tiny_model, "--output-dir", str(out),
+            sys.executable, "-m", "quill_cli", "train", "sft", "--model", tiny_model, "--output-dir", str(out),
             "--suites", "shop", "--scale", "small", "--task-ids", TASK, "--max-steps", "1",
             "--use-cpu", "true", "--bf16", "false",
         ],
@@ -477,8 +477,8 @@ def test_cli_train_prints_no_third_party_noise(tiny_model, tmp_path):
 
 def test_importing_the_cli_stays_light():
     code = (
-        "import sys, quill_env, quill_agents.cli_train, quill_agents.trainers\n"
-        "from quill_env.cli import build_parser; build_parser()\n"
+        "import sys, quill_env, quill_cli.cmd_train, quill_agents.trainers\n"
+        "from quill_cli import build_parser; build_parser()\n"
         "heavy = [m for m in ('torch', 'trl', 'transformers', 'peft', 'datasets') if m in sys.modules]\n"
         "assert not heavy, heavy"
     )

@@ -4,9 +4,9 @@ Importing ``quill_agents`` never imports openai, torch, trl or transformers; tho
 agent that needs them is constructed.
 """
 
-from quill_agents.base import Agent, BaseAgent, Observation
 from quill_agents.baselines import IdentityAgent, ReferenceAgent
 from quill_agents.heuristic import HeuristicAgent
+from quill_agents.protocol import Agent, BaseAgent, Observation
 from quill_agents.teacher import TeacherAgent, TeacherConfig
 
 __all__ = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from quill_agents.base import BaseAgent, Observation
+from quill_agents.protocol import BaseAgent, Observation
 from quill_env.tasks import Task
 
 OUTPUT_NOTE = "\n-- the application reads only:"

@@ -8,7 +8,7 @@
   slow query whose reward gap is at least ``min_gap`` (the work mode is deterministic, so the gap
   only has to exceed the reward's own resolution).
 - **Augmentation** (DESIGN §7): each example is repeated under ``multiplier - 1`` consistent
-  renamings of its schema (:mod:`quill_env.augment`); the renamed schema text and plan come from
+  renamings of its schema (:mod:`quill_env.authoring.augment`); the renamed schema text and plan come from
   the renamed suite's own database, so an augmented example is as executable as the original.
 - A Hugging Face ``datasets`` copy when that package is installed, and a dataset card.
 """
@@ -28,10 +28,17 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
+from quill_agents.generate import summarize
 from quill_agents.heldout import check_schemas, held_out_records
 from quill_agents.store import DRAWS_FILE, RECORDS_FILE, read_jsonl
+from quill_env.action_policy import split_statements
+from quill_env.authoring.augment import RenameMap, augment_suite, augment_task_text, rename_sql, schema_tables
+from quill_env.backends import open_backend
 from quill_env.errors import ConfigError, StoreError
+from quill_env.evaluator import TaskRunner
 from quill_env.prompt import build_messages, format_completion
+from quill_env.reward import Verdict
+from quill_env.tasks import Task, get_suite
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +121,6 @@ class _Schema:
     """One database (original or renamed) with its schema text and a plan cache."""
 
     def __init__(self, suite: Any, scale: str) -> None:
-        from quill_env.backends import open_backend
-
         self.suite = suite
         self.scale = scale
         self.backend = open_backend(str(suite.database(scale)))
@@ -148,14 +153,10 @@ class ObservationBuilder:
 
     def suite(self, name: str) -> Any:
         """The source suite of records named ``name``."""
-        from quill_env.tasks import get_suite
-
         return get_suite(name)
 
     def mapping(self, suite_name: str, copy: int) -> Any:
         """The renaming of augmentation copy ``copy`` (>= 1) of a suite, sampled once."""
-        from quill_env.augment import RenameMap, schema_tables
-
         key = (suite_name, copy)
         if key not in self._maps:
             suite = self.suite(suite_name)
@@ -175,8 +176,6 @@ class ObservationBuilder:
         if key not in self._schemas:
             suite = self.suite(suite_name)
             if copy:
-                from quill_env.augment import augment_suite
-
                 suite = augment_suite(
                     suite, copy, name_suffix=f"aug{copy}", mapping=self.mapping(suite_name, copy)
                 )
@@ -195,9 +194,6 @@ class ObservationBuilder:
         Raises:
             ValueError, sqlglot.errors.SqlglotError: the record's SQL cannot be renamed.
         """
-        from quill_env.augment import augment_task_text
-        from quill_env.tasks import Task
-
         mapping = self.mapping(record["suite"], copy)
         out = record.get("output_columns")
         task = Task(
@@ -215,8 +211,6 @@ class ObservationBuilder:
 
 
 def _identifiers(texts: Iterable[str | None]) -> set[str]:
-    from quill_env.policy import split_statements
-
     names: set[str] = set()
     for text in texts:
         if not text:
@@ -284,14 +278,12 @@ def preference_pairs(
 
 
 def _verify(schema: Any, task: Any) -> bool:
-    from quill_env.evaluator import TaskRunner
-
     runner = TaskRunner.from_suite(schema.suite, task, schema.scale)
     try:
         result = runner.evaluate(task.reference)
     finally:
         runner.close()
-    return result.verdict.value == "improved"
+    return result.verdict is Verdict.IMPROVED
 
 
 def export(
@@ -312,8 +304,6 @@ def export(
         ConfigError: records come from a held-out test schema and ``config.include_test_schemas``
             is false (nothing is written).
     """
-    from quill_env.augment import rename_sql
-
     config = config or ExportConfig()
     records = load_records(store)
     if not records:
@@ -415,8 +405,6 @@ def dataset_card(
     config: ExportConfig,
 ) -> str:
     """A markdown dataset card: counts, uniqueness, speedup mix vs target, coverage, cost."""
-    from quill_agents.generate import summarize
-
     s = summarize(records)
     n = max(s["records"], 1)
     usage: Counter[str] = Counter()

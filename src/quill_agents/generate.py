@@ -1,7 +1,7 @@
 """The ReST-EM data loop behind ``quill generate`` (DESIGN §1).
 
 One *draw* is: choose a schema and a pattern (steered toward what the store lacks) -> write a slow
-query (the procedural generator of :mod:`quill_env.querygen`, or a teacher LLM) -> validate it
+query (the procedural generator of :mod:`quill_env.authoring.querygen`, or a teacher LLM) -> validate it
 (it runs within the time cap, its baseline work is above a floor, it is not a near-duplicate of a
 kept one) -> ask the proposer for ``k`` optimizations -> score each with Quill -> keep those that
 are verified ``improved`` with reward >= 0.25 -> de-duplicate by canonical fingerprint -> append
@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from quill_agents.fingerprints import action_fingerprint, shape_fingerprint
+import quill_env
+from quill_agents.dedup import action_fingerprint, shape_fingerprint
 from quill_agents.heldout import check_schemas, held_out_shapes, training_schemas
 from quill_agents.proposers import (
     CompositeProposer,
@@ -47,10 +48,13 @@ from quill_agents.proposers import (
 from quill_agents.slow_sources import ProceduralSource, SchemaContext, SlowQuerySource, TeacherSource
 from quill_agents.steering import BELOW_MIX, Steering
 from quill_agents.store import DRAWS_FILE, RECORDS_FILE, DatasetStore, JsonlLog, record_key
+from quill_env.authoring.querygen import FAMILIES, Candidate
+from quill_env.authoring.taskgen import TARGET_MIX, bucket
+from quill_env.canonical import fingerprint
 from quill_env.errors import ConfigError, QuillError
-from quill_env.fingerprint import fingerprint
-from quill_env.querygen import FAMILIES, Candidate
-from quill_env.taskgen import TARGET_MIX, bucket
+from quill_env.evaluator import EvalOptions, TaskRunner
+from quill_env.reward import Verdict
+from quill_env.tasks import Task, get_suite, list_suites
 
 log = logging.getLogger(__name__)
 
@@ -190,8 +194,6 @@ class DataLoop:
     def __init__(
         self, config: GenerateConfig, propose: Propose, source: SlowQuerySource | None = None
     ) -> None:
-        from quill_env.tasks import get_suite, list_suites
-
         self.config = config
         self.propose = propose
         self.source = source or ProceduralSource()
@@ -281,9 +283,6 @@ class DataLoop:
 
     def draw(self, d: int) -> dict[str, Any]:
         """Run draw ``d``: returns its draw-log entry (records are appended as they are kept)."""
-        from quill_env.evaluator import EvalOptions, TaskRunner
-        from quill_env.tasks import Task
-
         cfg = self.config
         start = time.perf_counter()
         usage_before = self._usage()
@@ -370,13 +369,11 @@ class DataLoop:
         qfp: str,
         sfp: str,
     ) -> list[dict[str, Any]]:
-        import quill_env
-
         cfg = self.config
         sources = getattr(self.propose, "sources", {})
         good, fps = [], set()
         for action, res in results:
-            if res.verdict.value != "improved" or res.reward < cfg.acceptance:
+            if res.verdict is not Verdict.IMPROVED or res.reward < cfg.acceptance:
                 continue
             afp = action_fingerprint(action, ctx.view, ctx.schema_map)
             if afp not in fps:
@@ -422,7 +419,7 @@ class DataLoop:
                 "baseline_cost": res.baseline_cost,
                 "candidate_cost": res.candidate_cost,
                 "cost_unit": res.cost_unit,
-                "cost_mode": res.cost_mode,
+                "cost_mode": res.cost_mode.value,
                 "n_indexes": res.n_indexes,
                 "engine": res.engine,
                 "quill_version": quill_env.__version__,

@@ -14,7 +14,9 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from quill_agents.dedup import shape_fingerprint
 from quill_env.errors import ConfigError
+from quill_env.tasks import get_suite, list_suites
 
 INCLUDE_FLAG = "--include-test-schemas"
 """The command-line flag that lets held-out data through (``quill generate/export/train``)."""
@@ -27,8 +29,6 @@ def held_out_schemas() -> tuple[str, ...]:
     >>> held_out_schemas()
     ('clinic', 'logistics')
     """
-    from quill_env.tasks import get_suite, list_suites
-
     out = []
     for name in list_suites():
         tasks = get_suite(name).tasks
@@ -39,8 +39,6 @@ def held_out_schemas() -> tuple[str, ...]:
 
 def training_schemas() -> list[str]:
     """The shipped suites that training data may come from (every one that is not held out)."""
-    from quill_env.tasks import list_suites
-
     return [n for n in list_suites() if n not in held_out_schemas()]
 
 
@@ -83,8 +81,6 @@ def held_out_shapes(suite: Any, schema_map: Mapping[str, Mapping[str, str]]) -> 
         suite: a :class:`~quill_env.tasks.Suite`.
         schema_map: its ``{table: {column: type}}`` map, as the data loop fingerprints with.
     """
-    from quill_agents.fingerprints import shape_fingerprint
-
     return {shape_fingerprint(t.query, schema_map) for t in suite.split("test")}
 
 

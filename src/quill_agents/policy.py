@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from quill_agents.base import BaseAgent, Observation
+from quill_agents.models import load_model, load_tokenizer, require_train_extra
+from quill_agents.protocol import BaseAgent, Observation
 from quill_env.errors import ConfigError
 from quill_env.prompt import build_messages, extract_sql
 
@@ -65,7 +66,6 @@ class PolicyAgent(BaseAgent):
     ) -> None:
         if max_new_tokens < 1 or batch_size < 1 or temperature < 0:
             raise ConfigError("max_new_tokens and batch_size must be >= 1, temperature >= 0")
-        from quill_agents.trainers.common import load_model, load_tokenizer, require_train_extra
 
         require_train_extra(qlora=load_in_4bit)
         import torch

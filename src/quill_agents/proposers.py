@@ -16,8 +16,11 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-from quill_env.errors import ConfigError, MissingExtraError
-from quill_env.querygen import Candidate
+from quill_agents.heuristic import HeuristicAgent
+from quill_agents.teacher import TeacherAgent, TeacherConfig
+from quill_env.action_policy import split_statements
+from quill_env.authoring.querygen import Candidate
+from quill_env.errors import ConfigError, UnknownNameError
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +67,6 @@ class ReferenceProposer:
 
 
 def _mutations(query: str, reference: str) -> list[str]:
-    from quill_env.policy import split_statements
-
     parts = split_statements(reference)
     indexes, ref_query = parts[:-1], parts[-1]
     out = []
@@ -99,8 +100,6 @@ class HeuristicProposer:
     model = None
 
     def __init__(self) -> None:
-        from quill_agents.heuristic import HeuristicAgent
-
         self._cls = HeuristicAgent
         self._offline = HeuristicAgent()
         self._agents: dict[str, Any] = {}
@@ -175,12 +174,8 @@ def build_teacher(model: str | None, base_url: str | None, **overrides: Any) -> 
     """A :class:`quill_agents.teacher.TeacherAgent` for an OpenAI-compatible endpoint.
 
     Raises:
-        MissingExtraError: the teacher module or the ``openai`` client is not installed.
+        MissingExtraError: the ``openai`` client (the ``teacher`` extra) is not installed.
     """
-    try:
-        from quill_agents.teacher import TeacherAgent, TeacherConfig
-    except ImportError as err:
-        raise MissingExtraError(f'the teacher needs `pip install "quill-sql[teacher]"` ({err})') from None
     return TeacherAgent(TeacherConfig(model=model, base_url=base_url, **overrides))
 
 
@@ -205,8 +200,6 @@ def build_proposer(names: Iterable[str], teacher: Any = None) -> CompositePropos
                 raise ConfigError("the openai proposer needs a teacher (--model and --base-url)")
             out.append(TeacherProposer(teacher))
         else:
-            from quill_env.errors import UnknownNameError
-
             raise UnknownNameError("proposer", name, ("heuristic", "reference", "openai"))
     if not out:
         raise ConfigError("name at least one proposer")

@@ -1,6 +1,6 @@
 """Slow-query sources: where the data loop's slow queries come from.
 
-A source writes one slow query for a schema and a pattern (a :mod:`quill_env.querygen` family):
+A source writes one slow query for a schema and a pattern (a :mod:`quill_env.authoring.querygen` family):
 the procedural "junior developer" generator offline, or a teacher LLM.
 """
 
@@ -12,16 +12,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from quill_agents.proposers import model_of
-from quill_env.policy import SchemaView
-from quill_env.querygen import Candidate
+from quill_env.action_policy import SchemaView
+from quill_env.authoring.querygen import Candidate, SchemaInfo, generate
+from quill_env.backends import open_backend
 
 
 class SchemaContext:
     """Per (suite, scale): database path, schema map and text, generator metadata."""
 
     def __init__(self, suite: Any, scale: str) -> None:
-        from quill_env.backends import open_backend
-
         self.suite = suite
         self.scale = scale
         self.database = str(suite.database(scale))
@@ -40,8 +39,6 @@ class SchemaContext:
     def info(self) -> Any:
         """The procedural generator's view of the schema (opened on first use)."""
         if self._info is None:
-            from quill_env.querygen import SchemaInfo
-
             self._info = SchemaInfo(self.suite)
         return self._info
 
@@ -71,9 +68,7 @@ class ProceduralSource:
     def draw(
         self, ctx: SchemaContext, family: str, rng: np.random.Generator, examples: Sequence[Mapping[str, Any]]
     ) -> Candidate | None:
-        """One :func:`quill_env.querygen.generate` draw of ``family``."""
-        from quill_env.querygen import generate
-
+        """One :func:`quill_env.authoring.querygen.generate` draw of ``family``."""
         return generate(ctx.info, rng, family)
 
 

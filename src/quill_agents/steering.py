@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from quill_env.taskgen import bucket
+from quill_env.authoring.taskgen import bucket
 
 BELOW_MIX = "<2x"
 """The bucket of kept records between the acceptance tier (1.5x) and 2x."""

@@ -9,6 +9,7 @@ psycopg or ray.
 """
 
 from quill_env._version import __version__
+from quill_env.canonical import canonical_sql, fingerprint
 from quill_env.compare import OrderPolicy, compare_rows
 from quill_env.env import SQLOptEnv
 from quill_env.errors import (
@@ -24,7 +25,6 @@ from quill_env.errors import (
     UnknownNameError,
 )
 from quill_env.evaluator import EvalOptions, EvalResult, TaskRunner, evaluate
-from quill_env.fingerprint import canonical_sql, fingerprint
 from quill_env.measure import CostMode, WallOptions
 from quill_env.registration import register_all
 from quill_env.reward import RewardConfig, Verdict, tier_reward

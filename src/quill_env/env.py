@@ -15,11 +15,12 @@ from typing import Any
 import gymnasium as gym
 from gymnasium import spaces
 
+from quill_env.action_policy import MAX_ACTION_CHARS
 from quill_env.backends import DEFAULT_ENGINE, get_backend, split_url
 from quill_env.errors import ConfigError, EnvStateError, UnknownNameError
 from quill_env.evaluator import EvalOptions, EvalResult, TaskRunner
-from quill_env.policy import MAX_ACTION_CHARS
 from quill_env.prompt import format_feedback
+from quill_env.reward import Verdict
 from quill_env.runners import file_key, runner_cache, suite_runner_key
 from quill_env.spaces import SQLText
 from quill_env.tasks import Suite, Task, get_suite, list_suites
@@ -187,7 +188,7 @@ class SQLOptEnv(gym.Env[dict, str]):
         result = self._runner.evaluate(action)
         self._attempts += 1
         self._last = result
-        terminated = result.verdict.value == "improved" or self._attempts >= self.max_attempts
+        terminated = result.verdict is Verdict.IMPROVED or self._attempts >= self.max_attempts
         self._done = terminated
         info = result.info
         info["attempt"] = self._attempts

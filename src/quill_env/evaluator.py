@@ -24,14 +24,14 @@ from sqlglot import exp
 
 from quill_env import cache as baseline_cache
 from quill_env._version import DATA_FORMAT, __version__
+from quill_env.action_policy import Action, PolicyViolation, SchemaView, encodable, parse_action
 from quill_env.backends import DEFAULT_ENGINE, split_url
 from quill_env.backends.base import Backend, Budget, ExecResult, ExecStatus, Timer
+from quill_env.canonical import canonical_sql
 from quill_env.compare import OrderPolicy, compare_rows, tie_segments
 from quill_env.errors import BaselineError, ConfigError, IndexBuildError, UnknownNameError
-from quill_env.fingerprint import canonical_sql
 from quill_env.lineage import lineage_rowids
-from quill_env.measure import CostMode, WallOptions, calibrated, interleaved, work_ratio
-from quill_env.policy import Action, PolicyViolation, SchemaView, encodable, parse_action
+from quill_env.measure import CostMode, WallMeasurement, WallOptions, interleaved, meter_for
 from quill_env.provenance import FAILED, LiteralGuard, LiteralPolicy
 from quill_env.reward import RewardConfig, Verdict, compute_reward
 from quill_env.runners import file_key, runner_cache, shared_backend, variants_for
@@ -156,7 +156,7 @@ class EvalResult:
     baseline_cost: float | None = None
     candidate_cost: float | None = None
     cost_unit: str = ""
-    cost_mode: str = "work"
+    cost_mode: CostMode = CostMode.WORK
     variants: list[VariantOutcome] = field(default_factory=list)
     n_indexes: int = 0
     engine: str = ""
@@ -166,9 +166,10 @@ class EvalResult:
     """Time spent scoring this action."""
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serializable dict (verdict as its string)."""
+        """A JSON-serializable dict (verdict and cost mode as their names)."""
         out = asdict(self)
         out["verdict"] = self.verdict.value
+        out["cost_mode"] = self.cost_mode.value
         return out
 
     @property
@@ -261,6 +262,8 @@ class TaskRunner:
         self.data_key = data_key
         self.backend = backend
         self.options = options or EvalOptions()
+        self.meter = meter_for(self.options.cost, backend, self.options.budget_factor)
+        """Budgets and speedups in the options' cost mode (the only place that knows the mode)."""
         self._timer = timer
         self._variant_images = list(variants)
         self._variants: list[Backend] | None = None
@@ -475,8 +478,8 @@ class TaskRunner:
         result.seconds = self._timer() - start
         result.engine = self.backend.engine_version()
         result.task_id = self.task.id
-        result.cost_mode = self.options.cost.value
-        result.cost_unit = self.backend.work_unit if self.options.cost is CostMode.WORK else "seconds"
+        result.cost_mode = self.meter.mode
+        result.cost_unit = self.meter.unit
         return result
 
     def _finish(self, verdict: Verdict, error: str = "", **kw: Any) -> EvalResult:
@@ -644,30 +647,6 @@ class TaskRunner:
             max_rows=len(record.rows) + 1,
         )
 
-    def _main_budget(self, record: RunRecord) -> Budget:
-        cfg = self.options
-        if cfg.cost is CostMode.WORK:
-            return Budget(
-                max_work=int(cfg.budget_factor * record.work) + 10_000, max_rows=len(record.rows) + 1
-            )
-        return Budget(
-            max_seconds=max(cfg.budget_factor * record.seconds, 0.05), max_rows=len(record.rows) + 1
-        )
-
-    def _twin_budget(self, record: RunRecord, main: RunRecord) -> Budget:
-        """A twin's budget: ``budget_factor`` times the larger of the twin's and the main baseline.
-
-        A twin changes where the answer is, so it can make the original much cheaper than on
-        the main database (the negative twin takes answer rows away) while an equivalent rewrite
-        costs what it costs on the main one; the main baseline is the floor, so such a rewrite
-        is not stopped for being fast where the original happens to be faster still.
-        """
-        budget = self._main_budget(record)
-        floor = self._main_budget(main)
-        if self.options.cost is CostMode.WORK:
-            return dataclasses.replace(budget, max_work=max(budget.max_work, floor.max_work))
-        return dataclasses.replace(budget, max_seconds=max(budget.max_seconds, floor.max_seconds))
-
     def _check_main_and_twins(
         self, act: Action, base: Baseline, limit: float, outcomes: list[VariantOutcome]
     ) -> _Check:
@@ -681,17 +660,17 @@ class TaskRunner:
             with backend.scratch_indexes(act.indexes, self._index_budget(self._timer() + limit)):
                 deadline = self._timer() + limit
                 main = self._run_checked(
-                    backend, act, base.main, self._main_budget(base.main), "main database", deadline,
+                    backend, act, base.main, self.meter.budget(base.main), "main database", deadline,
                     indexes_built=True,
                 )  # fmt: skip
                 if main.failure is not None:
                     return main
                 for i, (twin, record) in enumerate(zip(self.twins, base.twins)):
+                    budget = self.meter.budget(record, floor=base.main)
                     with self._on_twin(i) as target:
                         check = self._run_checked(
-                            target, act, record, self._twin_budget(record, base.main), twin.name, deadline,
-                            indexes_built=target is backend,
-                        )  # fmt: skip
+                            target, act, record, budget, twin.name, deadline, indexes_built=target is backend
+                        )
                     if check.failure is not None:
                         outcomes.append(
                             VariantOutcome(twin.name, _outcome_status(check.failure), check.failure.error)
@@ -835,33 +814,9 @@ class TaskRunner:
         """Measure a verified candidate and turn its speedup into a reward."""
         cfg = self.options
         assert run is not None
-        main = base.main
-        wall = None
-        if cfg.cost is CostMode.WORK:
-            backend = self.backend
-            # charged against the original's loop length, so dead padding cannot dilute the shares
-            work = backend.work_of(run.counters, reference=main.counters)
-            raw = work_ratio(main.work, work)
-            speedup = calibrated(
-                main.work,
-                work,
-                len(main.rows),
-                alpha=backend.calibration_alpha,
-                statement_work=backend.calibration_statement_work,
-                row_work=backend.calibration_row_work,
-            )
-            cand_cost: float = float(work)
-        else:
-            measurement = self._measure_wall(act)
-            raw, speedup = measurement.speedup, measurement.lower
-            common["baseline_cost"] = measurement.baseline_seconds
-            cand_cost = measurement.candidate_seconds
-            wall = {
-                "lower": measurement.lower,
-                "upper": measurement.upper,
-                "point": measurement.speedup,
-                "pairs": measurement.pairs,
-            }
+        measured = self.meter.measure(base.main, run, lambda: self._measure_wall(act))
+        common["baseline_cost"] = measured.baseline_cost
+        speedup = measured.speedup
         verdict, reward, terms = compute_reward(
             Verdict.IMPROVED,
             speedup,
@@ -879,14 +834,14 @@ class TaskRunner:
             reward=reward,
             correct=True,
             speedup=speedup,
-            speedup_raw=raw,
+            speedup_raw=measured.raw,
             reward_terms=terms,
-            candidate_cost=cand_cost,
-            wall=wall,
+            candidate_cost=measured.candidate_cost,
+            wall=measured.wall,
             **common,
         )
 
-    def _measure_wall(self, act: Action) -> Any:
+    def _measure_wall(self, act: Action) -> WallMeasurement:
         main = self.backend
         target = main.clone() if act.indexes else main
 

@@ -9,15 +9,17 @@ speed ratio is tight or the time budget is spent, and reports the conservative l
 
 from __future__ import annotations
 
+import abc
 import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import Protocol
 
-from quill_env.backends.base import Timer
-from quill_env.errors import ConfigError
+from quill_env.backends.base import Backend, Budget, Timer
+from quill_env.errors import ConfigError, UnknownNameError
 
 
 class CostMode(str, Enum):
@@ -27,6 +29,26 @@ class CostMode(str, Enum):
     """Engine work counter ratio, calibrated (deterministic)."""
     WALL = "wall"
     """Interleaved wall-clock timing, conservative bound (non-deterministic)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def parse(cls, value: CostMode | str) -> CostMode:
+        """The cost mode named ``value``, or an :class:`UnknownNameError` listing the modes.
+
+        >>> CostMode.parse("wall") is CostMode.WALL
+        True
+        """
+        try:
+            return cls(value)
+        except ValueError:
+            raise UnknownNameError("cost mode", str(value), [m.value for m in cls]) from None
+
+    @property
+    def deterministic(self) -> bool:
+        """Whether the mode repeats exactly (on a backend whose work counter does)."""
+        return self is CostMode.WORK
 
 
 @dataclass(frozen=True)
@@ -156,3 +178,149 @@ def interleaved(
         baseline_seconds=statistics.median(base_times),
         candidate_seconds=statistics.median(cand_times),
     )
+
+
+# --- meters -----------------------------------------------------------------------------------
+
+
+class Baselined(Protocol):
+    """What a meter reads of the original query's run on a database."""
+
+    work: int
+    seconds: float
+    rows: Sequence[tuple]
+    counters: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """How much faster a verified rewrite is, as one cost mode measures it.
+
+    Args:
+        speedup: what the reward pays (``work``: calibrated; ``wall``: the lower confidence bound).
+        raw: the uncalibrated ratio (``work``: the counter ratio; ``wall``: the point estimate).
+        baseline_cost: the original's cost in :attr:`Meter.unit`.
+        candidate_cost: the rewrite's cost in :attr:`Meter.unit`.
+        wall: the wall-clock interval (``lower``, ``upper``, ``point``, ``pairs``); ``None`` in ``work``.
+    """
+
+    speedup: float
+    raw: float
+    baseline_cost: float
+    candidate_cost: float
+    wall: dict[str, float | int] | None = None
+
+
+class Meter(abc.ABC):
+    """One cost mode: the budget a rewrite runs under and the speedup it is paid for.
+
+    A :class:`~quill_env.evaluator.TaskRunner` holds one meter (:func:`meter_for`) and never asks
+    which mode it is in: the budget of a run on the main database or a twin comes from
+    :meth:`budget`, the speedup of a verified rewrite from :meth:`measure`.
+    """
+
+    mode: CostMode
+    unit: str
+    """The unit of :attr:`Measurement.baseline_cost` and :attr:`Measurement.candidate_cost`."""
+
+    def __init__(self, backend: Backend, budget_factor: float) -> None:
+        self.backend = backend
+        self.budget_factor = budget_factor
+
+    def budget(self, record: Baselined, floor: Baselined | None = None) -> Budget:
+        """The budget of a rewrite's run where the original ran as ``record``.
+
+        Args:
+            record: the original's run on the same database.
+            floor: a run whose cost the budget is at least ``budget_factor`` times (a twin's
+                budget is floored by the main database's, so a twin that makes the original
+                cheaper does not stop a rewrite that costs what it costs on the main database).
+        """
+        cost = self.cost_of(record) if floor is None else max(self.cost_of(record), self.cost_of(floor))
+        return self._budget(self.budget_factor * cost, len(record.rows) + 1)
+
+    @abc.abstractmethod
+    def cost_of(self, record: Baselined) -> float:
+        """The original's cost in this mode."""
+
+    @abc.abstractmethod
+    def _budget(self, limit: float, max_rows: int) -> Budget: ...
+
+    @abc.abstractmethod
+    def measure(self, baseline: Baselined, run: Baselined, measure_wall: WallRun) -> Measurement:
+        """The speedup of a verified rewrite.
+
+        Args:
+            baseline: the original's run on the main database.
+            run: the rewrite's (verified) run there.
+            measure_wall: times the original against the rewrite, interleaved (used by ``wall``).
+        """
+
+
+WallRun = Callable[[], WallMeasurement]
+
+
+class WorkMeter(Meter):
+    """``work``: the engine's deterministic counter, calibrated to the clock by the backend's constants."""
+
+    mode = CostMode.WORK
+
+    def __init__(self, backend: Backend, budget_factor: float) -> None:
+        super().__init__(backend, budget_factor)
+        self.unit = backend.work_unit
+
+    def cost_of(self, record: Baselined) -> float:
+        """The original's work counter."""
+        return record.work
+
+    def _budget(self, limit: float, max_rows: int) -> Budget:
+        return Budget(max_work=int(limit) + 10_000, max_rows=max_rows)
+
+    def measure(self, baseline: Baselined, run: Baselined, measure_wall: WallRun) -> Measurement:
+        """The calibrated work ratio of the verified run (no query is run again)."""
+        backend = self.backend
+        # charged against the original's loop length, so dead padding cannot dilute the shares
+        work = backend.work_of(run.counters, reference=baseline.counters)
+        speedup = calibrated(
+            baseline.work,
+            work,
+            len(baseline.rows),
+            alpha=backend.calibration_alpha,
+            statement_work=backend.calibration_statement_work,
+            row_work=backend.calibration_row_work,
+        )
+        return Measurement(speedup, work_ratio(baseline.work, work), float(baseline.work), float(work))
+
+
+class WallMeter(Meter):
+    """``wall``: the original and the rewrite timed interleaved; the reward pays the lower bound."""
+
+    mode = CostMode.WALL
+    unit = "seconds"
+
+    def cost_of(self, record: Baselined) -> float:
+        """The original's seconds (of the baseline run)."""
+        return record.seconds
+
+    def _budget(self, limit: float, max_rows: int) -> Budget:
+        return Budget(max_seconds=max(limit, 0.05), max_rows=max_rows)
+
+    def measure(self, baseline: Baselined, run: Baselined, measure_wall: WallRun) -> Measurement:
+        """Time the original against the rewrite, interleaved, and pay the interval's lower bound."""
+        m = measure_wall()
+        interval = {"lower": m.lower, "upper": m.upper, "point": m.speedup, "pairs": m.pairs}
+        return Measurement(m.lower, m.speedup, m.baseline_seconds, m.candidate_seconds, interval)
+
+
+METERS: dict[CostMode, type[Meter]] = {CostMode.WORK: WorkMeter, CostMode.WALL: WallMeter}
+"""The meter of each cost mode."""
+
+
+def meter_for(mode: CostMode | str, backend: Backend, budget_factor: float) -> Meter:
+    """The meter of a cost mode on a backend.
+
+    >>> from quill_env.backends.sqlite import SQLiteBackend
+    >>> meter_for("work", SQLiteBackend.empty(), 2.0).unit
+    'vm_steps'
+    """
+    return METERS[CostMode.parse(mode)](backend, budget_factor)

@@ -32,7 +32,7 @@ from enum import Enum
 
 from sqlglot import exp
 
-from quill_env.policy import PolicyViolation
+from quill_env.action_policy import PolicyViolation
 from quill_env.reward import Verdict
 
 Value = object
@@ -390,7 +390,7 @@ class LiteralGuard:
     >>> guard.check(sqlglot.parse_one("SELECT * FROM t WHERE id IN (4711, 4712)"))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    quill_env.policy.PolicyViolation: the rewrite introduces the constant 4711 that the original ...
+    quill_env.action_policy.PolicyViolation: the rewrite introduces the constant 4711 that the original ...
     """
 
     def __init__(

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import gymnasium as gym
 
+from quill_env.measure import CostMode
+from quill_env.tasks import list_suites
+
 ENTRY_POINT = "quill_env.env:SQLOptEnv"
 VECTOR_ENTRY_POINT = "quill_env.vector:make_vec"
 
 REGISTERED: dict[str, dict] = {
-    "Quill-v1": {"kwargs": {"split": "train", "cost": "work"}},
-    "Quill-test-v1": {"kwargs": {"split": "test", "cost": "work"}},
+    "Quill-v1": {"kwargs": {"split": "train", "cost": CostMode.WORK}},
+    "Quill-test-v1": {"kwargs": {"split": "test", "cost": CostMode.WORK}},
     "Quill-wall-v1": {"kwargs": {"split": "train", "cost": "wall"}, "nondeterministic": True},
     "Quill-test-wall-v1": {"kwargs": {"split": "test", "cost": "wall"}, "nondeterministic": True},
 }
@@ -18,10 +21,10 @@ REGISTERED: dict[str, dict] = {
 
 def register_all() -> list[str]:
     """Register Quill's ids (idempotent); one ``Quill-<suite>-v1`` per shipped suite as well."""
-    from quill_env.tasks import list_suites
-
     for name in list_suites():
-        REGISTERED.setdefault(f"Quill-{name}-v1", {"kwargs": {"suite": name, "split": "all", "cost": "work"}})
+        REGISTERED.setdefault(
+            f"Quill-{name}-v1", {"kwargs": {"suite": name, "split": "all", "cost": CostMode.WORK}}
+        )
     for env_id, spec in REGISTERED.items():
         if env_id not in gym.registry:
             gym.register(

@@ -14,7 +14,7 @@ import functools
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 from quill_env._version import DATA_FORMAT
 from quill_env.backends import get_backend
 from quill_env.datagen import generate_tables, spec_hash
-from quill_env.errors import SuiteError, UnknownNameError
+from quill_env.errors import ConfigError, SuiteError, UnknownNameError
 from quill_env.paths import cache_dir
 
 SPLITS = ("train", "test")
@@ -249,3 +249,44 @@ def get_suite(name: str | os.PathLike[str]) -> Suite:
     if isinstance(name, os.PathLike) or os.sep in str(name):
         return Suite.load(name)
     return _load_suite(str(name))
+
+
+def resolve_suites(names: Sequence[str | os.PathLike[str]] | None = None) -> list[Suite]:
+    """Suites by name or directory; every shipped suite that has tasks when ``names`` is empty."""
+    if names:
+        return [get_suite(n) for n in names]
+    return [s for s in map(get_suite, list_suites()) if s.tasks]
+
+
+def select_tasks(
+    suites: Sequence[Suite],
+    split: str | None = "all",
+    task_ids: Sequence[str] | None = None,
+    limit: int | None = None,
+) -> list[tuple[Suite, Task]]:
+    """The ``(suite, task)`` pairs of a split: what the env, the leaderboard and the trainers run.
+
+    Args:
+        suites: the suites to draw from.
+        split: ``train``, ``test`` or ``all``.
+        task_ids: only these tasks, in this order (each once).
+        limit: only the first ``limit`` of them.
+
+    Raises:
+        UnknownNameError: a task id is not in the suites' split.
+        ConfigError: no task is left.
+    """
+    pairs = [(s, t) for s in suites for t in s.split(split)]
+    if task_ids:
+        by_id = {t.id: (s, t) for s, t in pairs}
+        for tid in task_ids:
+            if tid not in by_id:
+                raise UnknownNameError(f"task (split {split!r})", tid, by_id)
+        pairs = [by_id[tid] for tid in dict.fromkeys(task_ids)]
+    if limit is not None:
+        if limit < 1:
+            raise ConfigError("limit must be >= 1")
+        pairs = pairs[:limit]
+    if not pairs:
+        raise ConfigError(f"no tasks in split {split!r} of suites {[s.name for s in suites]}")
+    return pairs

@@ -17,14 +17,14 @@ engine's value-size limit, sized to the original's needs).
 >>> check_unmetered(q("SELECT a FROM t"), q("SELECT a FROM t WHERE instr(a, b) > 0"))  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-quill_env.policy.PolicyViolation: the rewrite calls instr(), whose work the cost counter cannot see, ...
+quill_env.action_policy.PolicyViolation: the rewrite calls instr(), whose work ...
 """
 
 from __future__ import annotations
 
 from sqlglot import exp
 
-from quill_env.policy import PolicyViolation
+from quill_env.action_policy import PolicyViolation
 from quill_env.reward import Verdict
 
 UNMETERED_CLASSES: dict[type[exp.Expression], str] = {

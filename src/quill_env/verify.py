@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-from quill_env.policy import PolicyViolation
+from quill_env.action_policy import PolicyViolation
 from quill_env.reward import Verdict
 
 KEY_PREFIX = "__quill_key"

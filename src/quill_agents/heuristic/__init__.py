@@ -6,9 +6,9 @@
 """
 
 from quill_agents.heuristic.advisor import IndexCandidate, advise
-from quill_agents.heuristic.agent import HeuristicAgent
+from quill_agents.heuristic.catalog import Catalog, parse_schema
+from quill_agents.heuristic.heuristic_agent import HeuristicAgent
 from quill_agents.heuristic.rewrites import ALTERNATIVES, RULES, Context, rewrite
-from quill_agents.heuristic.schema import Catalog, parse_schema
 
 __all__ = [
     "ALTERNATIVES",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
-from quill_agents.heuristic.schema import Catalog, TableMeta
+from quill_agents.heuristic.catalog import Catalog, TableMeta
 from quill_agents.heuristic.sqlutil import conjuncts, is_literal, owner, sources
 
 MAX_COVERING = 4

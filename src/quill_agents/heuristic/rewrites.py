@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from quill_agents.heuristic.rules.base import Context, Rule
 from quill_agents.heuristic.rules.decorrelate import scalar_aggregates_to_join, where_aggregate_to_join
 from quill_agents.heuristic.rules.distinct import drop_redundant_distinct
 from quill_agents.heuristic.rules.exists import (
@@ -27,6 +26,7 @@ from quill_agents.heuristic.rules.exists import (
 )
 from quill_agents.heuristic.rules.group_filters import filter_into_group, having_to_where
 from quill_agents.heuristic.rules.or_to_in import or_to_in
+from quill_agents.heuristic.rules.rule_context import Context, Rule
 from quill_agents.heuristic.rules.sargable import arithmetic_to_range, date_function_to_range
 from quill_agents.heuristic.rules.select_star import select_star_to_columns
 from quill_agents.heuristic.rules.union import union_to_in, union_to_union_all

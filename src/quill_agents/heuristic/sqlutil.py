@@ -14,7 +14,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from quill_agents.heuristic.schema import Catalog, TableMeta
+from quill_agents.heuristic.catalog import Catalog, TableMeta
 
 AGGREGATES = (exp.Count, exp.Sum, exp.Avg, exp.Min, exp.Max)
 """Aggregate calls the rules understand (empty input: COUNT gives 0, the others NULL)."""

@@ -2,7 +2,7 @@
 
 >>> from quill_agents.leaderboard import BenchConfig, parse_agent
 >>> BenchConfig(agents=[parse_agent("identity")], suites=["shop"], scale="small", workers=0).cost
-'work'
+<CostMode.WORK: 'work'>
 
 Typical use goes through ``quill bench`` and ``quill validate``; in Python::
 

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from quill_agents.base import Agent
+from quill_agents.baselines import IdentityAgent, ReferenceAgent
+from quill_agents.protocol import Agent
 from quill_env.errors import ConfigError, UnknownNameError
 from quill_env.tasks import Task
 
@@ -139,8 +140,6 @@ def build_agent(spec: AgentSpec, tasks: Sequence[Task]) -> Agent:
     Raises:
         ConfigError: an optional agent's module is missing.
     """
-    from quill_agents.baselines import IdentityAgent, ReferenceAgent
-
     if spec.kind == "identity":
         return IdentityAgent()
     if spec.kind == "reference":

@@ -30,7 +30,8 @@ from quill_agents.leaderboard.submission import Issue, Submission, check_claims,
 from quill_env.backends import DEFAULT_ENGINE
 from quill_env.errors import ConfigError
 from quill_env.evaluator import EvalOptions
-from quill_env.tasks import Suite, Task, get_suite, list_suites, suites_root
+from quill_env.measure import CostMode
+from quill_env.tasks import Suite, Task, resolve_suites, select_tasks, suites_root
 
 Progress = Callable[[int, int], None]
 """Called with (steps done, steps in total) as workers finish jobs."""
@@ -49,7 +50,7 @@ class BenchConfig:
         suites: suite names or directories (``None``: every shipped suite with tasks).
         split: ``test`` (default), ``train`` or ``all``.
         scale: the data scale (``None``: each suite's default).
-        cost: ``work`` (deterministic) or ``wall``.
+        cost: the cost mode, ``work`` (deterministic, default) or ``wall`` (a name is parsed).
         engine: the backend the suites run on (``sqlite``, default, or ``duckdb``).
         workers: worker processes (``0``: score in this process).
         task_ids: restrict to these tasks.
@@ -62,7 +63,7 @@ class BenchConfig:
     suites: Sequence[str] | None = None
     split: str = "test"
     scale: str | None = None
-    cost: str = "work"
+    cost: CostMode = CostMode.WORK
     engine: str = "sqlite"
     workers: int = 2
     task_ids: Sequence[str] | None = None
@@ -70,6 +71,7 @@ class BenchConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.cost = CostMode.parse(self.cost)
         if self.workers < 0:
             raise ConfigError("workers must be >= 0 (0 scores in this process)")
         if self.limit is not None and self.limit < 1:
@@ -149,38 +151,6 @@ def suite_ref(suite: Suite) -> str:
     return suite.name
 
 
-def resolve_suites(names: Sequence[str] | None) -> list[Suite]:
-    """The suites named (``None``: every shipped suite that has tasks)."""
-    if names:
-        return [get_suite(n) for n in names]
-    return [s for s in (get_suite(n) for n in list_suites()) if s.tasks]
-
-
-def select_tasks(
-    suites: Sequence[Suite], split: str, task_ids: Sequence[str] | None = None, limit: int | None = None
-) -> list[Task]:
-    """The tasks of ``split`` in ``suites``, optionally restricted to ``task_ids`` and the first ``limit``.
-
-    Raises:
-        UnknownNameError: a task id is not in the suites' split.
-        ConfigError: no task is left.
-    """
-    tasks = [t for s in suites for t in s.split(split)]
-    if task_ids:
-        by_id = {t.id: t for t in tasks}
-        from quill_env.errors import UnknownNameError
-
-        for tid in task_ids:
-            if tid not in by_id:
-                raise UnknownNameError(f"task (split {split!r})", tid, by_id)
-        tasks = [by_id[t] for t in task_ids]
-    if limit:
-        tasks = tasks[:limit]
-    if not tasks:
-        raise ConfigError(f"no tasks in split {split!r} of suites {[s.name for s in suites]}")
-    return tasks
-
-
 def _prepare(suites: Sequence[Suite], scale: str | None, engine: str = "sqlite") -> None:
     """Build the databases once here, so workers never race to generate them."""
     for suite in suites:
@@ -188,7 +158,9 @@ def _prepare(suites: Sequence[Suite], scale: str | None, engine: str = "sqlite")
         suite.database("variant", engine=engine)
 
 
-def default_run_name(split: str, scale: str | None, cost: str, engine: str = DEFAULT_ENGINE) -> str:
+def default_run_name(
+    split: str, scale: str | None, cost: CostMode | str, engine: str = DEFAULT_ENGINE
+) -> str:
     """``<UTC time>-<split>-<scale>-<cost>``, the default name of a run.
 
     ``-<engine>`` follows when the engine is not the default. ``scale`` is the resolved tier
@@ -196,7 +168,7 @@ def default_run_name(split: str, scale: str | None, cost: str, engine: str = DEF
     """
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     suffix = "" if engine == DEFAULT_ENGINE else f"-{engine}"
-    return f"{stamp}-{split}-{scale or 'default'}-{cost}{suffix}"
+    return f"{stamp}-{split}-{scale or 'default'}-{CostMode.parse(cost)}{suffix}"
 
 
 def _sorted(records: list[StepRecord], order: Mapping[str, int]) -> list[StepRecord]:
@@ -208,7 +180,7 @@ def _submission_result(
 ) -> AgentResult:
     scored = {r.task_id: r for r in records}
     issues = list(sub.issues)
-    settings = {"scale": config.scale, "cost": config.cost}
+    settings = {"scale": config.scale, "cost": config.cost.value}
     mismatched = [
         k for k in ("scale", "cost") if k in sub.settings and settings[k] and sub.settings[k] != settings[k]
     ]
@@ -260,7 +232,7 @@ def run_bench(
         raise ConfigError(f"agent names must be unique, got {labels}")
     start = time.perf_counter()
     suites = resolve_suites(config.suites)
-    tasks = select_tasks(suites, config.split, config.task_ids, config.limit)
+    tasks = [t for _, t in select_tasks(suites, config.split, config.task_ids, config.limit)]
     used = [s for s in suites if any(t.suite == s.name for t in tasks)]
     _prepare(used, config.scale, config.engine)
     known = [t.id for s in suites for t in s.tasks]
@@ -356,7 +328,7 @@ def validate_submission(
     *,
     suites: Sequence[str] | None = None,
     scale: str | None = None,
-    cost: str | None = None,
+    cost: CostMode | str | None = None,
     workers: int = 2,
     progress: Progress | None = None,
 ) -> ValidationReport:
@@ -381,7 +353,7 @@ def validate_submission(
     sub = read_submission(path, known)
     issues = list(sub.issues)
     scale = scale or sub.settings.get("scale")
-    cost = cost or sub.settings.get("cost") or "work"
+    cost = str(cost or sub.settings.get("cost") or CostMode.WORK)
     for key, value in (("scale", scale), ("cost", cost)):
         if key in sub.settings and value != sub.settings[key]:
             issues.append(

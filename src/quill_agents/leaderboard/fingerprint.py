@@ -9,6 +9,7 @@ from typing import Any
 
 from quill_env._version import __version__
 from quill_env.backends import DEFAULT_ENGINE, get_backend
+from quill_env.measure import CostMode
 from quill_env.tasks import Suite
 
 
@@ -39,14 +40,19 @@ def engine_version(engine: str = DEFAULT_ENGINE) -> str:
 
 
 def fingerprint(
-    suites: Sequence[Suite], *, scale: str | None, cost: str, split: str, engine: str = DEFAULT_ENGINE
+    suites: Sequence[Suite],
+    *,
+    scale: str | None,
+    cost: CostMode | str,
+    split: str,
+    engine: str = DEFAULT_ENGINE,
 ) -> dict[str, Any]:
     """The fingerprint of a run.
 
     Args:
         suites: the suites the tasks come from.
         scale: the data scale (``None``: each suite's default, resolved here).
-        cost: the cost mode (``work`` or ``wall``).
+        cost: the cost mode (a :class:`~quill_env.measure.CostMode` or its name).
         split: the split scored.
         engine: the backend that scored (``sqlite`` or ``duckdb``).
 
@@ -54,6 +60,7 @@ def fingerprint(
         ``quill_version``, ``suites`` (name, version, hash, scale), ``engine``, ``cost_mode``,
         ``scale``, ``split``, ``deterministic`` and ``machine``.
     """
+    mode = CostMode.parse(cost)
     scales = sorted({scale or s.default_scale for s in suites})
     return {
         "quill_version": __version__,
@@ -62,10 +69,10 @@ def fingerprint(
             for s in suites
         ],
         "engine": engine_version(engine),
-        "cost_mode": cost,
+        "cost_mode": mode.value,
         "scale": scales[0] if len(scales) == 1 else ",".join(scales),
         "split": split,
-        "deterministic": cost == "work" and get_backend(engine).deterministic_work,
+        "deterministic": mode.deterministic and get_backend(engine).deterministic_work,
         "machine": machine_summary(),
     }
 

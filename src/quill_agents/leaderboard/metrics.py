@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from quill_agents.leaderboard.pool import StepRecord
-from quill_env.taskgen import TARGET_MIX
+from quill_env.authoring.taskgen import TARGET_MIX
 
 FAST_P = (1.5, 2.0, 5.0, 10.0, 50.0, 1000.0)
 """The speedup thresholds of the fast_p curve."""

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from quill_agents.leaderboard.metrics import FAST_P, SPEEDUP_BUCKETS, p_key
+from quill_env.authoring.taskgen import TARGET_MIX
 from quill_env.errors import MissingExtraError
-from quill_env.taskgen import TARGET_MIX
 
 
 def _pyplot() -> Any:

@@ -4,19 +4,15 @@ A job is a chunk of task ids and the players to score on them (an agent spec, or
 actions of a submission). Every player of a chunk runs in the same worker, so a task's baseline
 is computed once per run. A worker's runners live in its process's
 :func:`~quill_env.runners.runner_cache` (bounded, least recently used first out), which an
-environment or ``evaluate`` in the same process shares. Workers come from a ``spawn`` pool (safe
-with APSW connections and threads); ``workers=0`` scores in the calling process, which tests and
-debuggers prefer.
+environment or ``evaluate`` in the same process shares. Workers come from the one
+:class:`~quill_env.workers.WorkerPool` (spawned, SIGINT ignored); ``workers=0`` scores in the
+calling process, which tests and debuggers prefer.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import multiprocessing as mp
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,6 +24,7 @@ from quill_env.evaluator import EvalOptions, EvalResult, TaskRunner
 from quill_env.reward import tier_reward
 from quill_env.runners import runner_cache, suite_runner_key
 from quill_env.tasks import Suite, Task, get_suite
+from quill_env.workers import WorkerPool
 
 TASK_ERROR = "task_error"
 """Pseudo-verdict of a task whose original query cannot be run (the task is broken, not the agent)."""
@@ -123,7 +120,7 @@ class StepRecord:
             baseline_cost=result.baseline_cost,
             candidate_cost=result.candidate_cost,
             cost_unit=result.cost_unit,
-            cost_mode=result.cost_mode,
+            cost_mode=result.cost_mode.value,
             engine=result.engine,
             wall=result.wall,
             step_seconds=result.seconds,
@@ -368,29 +365,8 @@ def _results(config: RunConfig, jobs: list[Job], workers: int) -> Iterator[JobRe
         finally:
             worker.close()
         return
-    ctx = mp.get_context("spawn")
-    with _sigint_ignored():  # spawned workers inherit it: Ctrl-C interrupts only this process
-        pool = ctx.Pool(workers, initializer=init_worker, initargs=(config,))
-    with pool:
-        yield from pool.imap_unordered(run_job, jobs)
-
-
-@contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """Ignore SIGINT while processes are started (only in the main thread, where signals live).
-
-    A terminal sends Ctrl-C to every process of the foreground group; workers started with SIGINT
-    ignored leave it to the parent, which stops the pool and reports once, with no traceback
-    from each worker.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with WorkerPool(workers, init_worker, (config,)) as pool:
+        yield from pool.map(run_job, jobs, ordered=False)
 
 
 def run_jobs(

@@ -17,6 +17,7 @@ from typing import Any
 from quill_agents.leaderboard.bench import FORMAT, BenchResult
 from quill_agents.leaderboard.fingerprint import comparable_key
 from quill_agents.leaderboard.metrics import FAST_P, p_key
+from quill_agents.leaderboard.plots import plot_fast_p, plot_speedup_histogram
 from quill_agents.leaderboard.submission import write_submission
 
 DEFAULT_RESULTS = Path("benchmarks") / "results" / "leaderboard"
@@ -57,8 +58,6 @@ def save_run(
                 paths[f"submission:{agent.label}"] = path
     data = result.to_dict()
     if plots:
-        from quill_agents.leaderboard.plots import plot_fast_p, plot_speedup_histogram
-
         suites = ", ".join(s["name"] for s in fp["suites"])
         title = f"{suites} / {fp['split']} / {fp['scale']} / {fp['cost_mode']}"
         paths["fast_p"] = plot_fast_p(data["agents"], run_dir / "fast_p.png", f"fast_p: {title}")

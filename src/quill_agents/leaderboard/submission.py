@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from quill_agents.leaderboard.pool import StepRecord
+from quill_env.measure import CostMode
 from quill_env.reward import Verdict, tier_reward
 
 CLAIMS = ("verdict", "speedup", "reward")
@@ -275,7 +276,7 @@ def check_claims(entry: Entry, record: StepRecord) -> list[Issue]:
                 task,
             )
         )
-    wall = record.wall if record.cost_mode == "wall" else None
+    wall = record.wall if record.cost_mode == CostMode.WALL else None
     if "speedup" in claims and verdict_ok:
         claimed = claims["speedup"]
         tier = tier_reward(claimed)

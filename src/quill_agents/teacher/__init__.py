@@ -7,10 +7,10 @@ on-disk response cache and token/dollar accounting.
 raises :class:`~quill_env.errors.MissingExtraError` naming the ``teacher`` extra.
 """
 
-from quill_agents.teacher.agent import TeacherAgent
-from quill_agents.teacher.cache import ResponseCache, cache_key
 from quill_agents.teacher.config import TeacherConfig
 from quill_agents.teacher.prompts import PATTERN_HINTS, slow_query_messages
+from quill_agents.teacher.response_cache import ResponseCache, cache_key
+from quill_agents.teacher.teacher_agent import TeacherAgent
 from quill_agents.teacher.transport import Completion
 from quill_agents.teacher.usage import Usage
 

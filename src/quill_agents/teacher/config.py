@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from quill_env.errors import ConfigError
+from quill_env.tasks import cache_dir as quill_cache_dir
 
 OPENAI_URL = "https://api.openai.com/v1"
 """The endpoint used when neither ``base_url`` nor ``OPENAI_BASE_URL`` is set."""
@@ -115,8 +116,6 @@ class TeacherConfig:
             api_key = LOCAL_API_KEY
         cache_dir = self.cache_dir
         if cache_dir is None:
-            from quill_env.tasks import cache_dir as quill_cache_dir
-
             cache_dir = quill_cache_dir() / "teacher"
         return replace(self, model=model, base_url=base_url, api_key=api_key, cache_dir=Path(cache_dir))
 

@@ -13,8 +13,9 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import Tokenizer, TokenType
 
+from quill_env.action_policy import split_statements
+from quill_env.authoring.querygen import FAMILIES
 from quill_env.errors import UnknownNameError
-from quill_env.policy import split_statements
 from quill_env.prompt import extract_sql
 
 PATTERN_HINTS: dict[str, str] = {
@@ -61,8 +62,6 @@ _ACTION_STARTS = _QUERY_STARTS | {TokenType.CREATE}
 
 def known_patterns() -> set[str]:
     """Every pattern name :func:`slow_query_messages` accepts (hints and generator families)."""
-    from quill_env.querygen import FAMILIES
-
     return set(PATTERN_HINTS) | set(FAMILIES)
 
 

@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from quill_agents.teacher.cache import ResponseCache, cache_key
 from quill_agents.teacher.config import TeacherConfig
+from quill_agents.teacher.response_cache import ResponseCache, cache_key
 from quill_agents.teacher.usage import Usage
 from quill_env.errors import ConfigError, MissingExtraError
 

@@ -6,8 +6,8 @@ the functions that need them, so ``quill --help`` and ``import quill_agents.trai
 * :class:`TrainConfig`: model, LoRA/QLoRA, data and optimisation fields common to all trainers
   (each ``<algo>_config.py`` extends it); :meth:`TrainConfig.trl_kwargs` maps it onto TRL's
   ``TrainingArguments`` fields.
-* :func:`load_model`: any causal LM id or local path, optionally 4-bit nf4 (QLoRA);
-  :func:`lora_config`: the peft ``LoraConfig`` (LoRA is the default).
+* :func:`load_model` (from :mod:`quill_agents.models`): any causal LM id or local path,
+  optionally 4-bit nf4 (QLoRA); :func:`lora_config`: the peft ``LoraConfig`` (LoRA is the default).
 * :func:`build_trl_trainer`: a TRL trainer of a config (model, TRL config, LoRA, dataset);
   :func:`build_offline_trainer`: the same on SFT or DPO rows (the online RL path is
   :mod:`.online`).
@@ -31,9 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
 
-from quill_env.errors import ConfigError, MissingExtraError
+from quill_agents.heldout import check_schemas, held_out_schemas
+from quill_agents.models import load_model, load_tokenizer
+from quill_env.errors import ConfigError
+from quill_env.evaluator import EvalOptions, TaskRunner
 from quill_env.prompt import build_messages, format_completion
-from quill_env.tasks import Suite, Task, get_suite, list_suites
+from quill_env.tasks import Suite, Task, resolve_suites, select_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -205,98 +208,6 @@ def _accelerator_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-# --- models ------------------------------------------------------------------------------------
-
-
-def require_train_extra(qlora: bool = False) -> None:
-    """Raise a :class:`MissingExtraError` naming the extra when a training dependency is absent."""
-    import importlib.util
-
-    needed = ["torch", "transformers", "trl", "peft", "datasets", "accelerate"]
-    if qlora:
-        needed.append("bitsandbytes")
-    for module in needed:
-        if importlib.util.find_spec(module) is None:
-            raise MissingExtraError(module, "qlora" if module == "bitsandbytes" else "train")
-
-
-def compute_dtype(bf16: bool) -> Any:
-    """The torch dtype of weights and 4-bit compute (bfloat16 when training in bf16, else float32)."""
-    import torch
-
-    return torch.bfloat16 if bf16 else torch.float32
-
-
-def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False) -> Any:
-    """The tokenizer of a model, with a pad token (the EOS token when the model has none)."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    if tokenizer.chat_template is None:
-        raise ConfigError(
-            f"the tokenizer of {name_or_path!r} has no chat template; Quill's prompts are chat messages "
-            "(use an instruction-tuned model or set tokenizer.chat_template)"
-        )
-    return tokenizer
-
-
-def quantization_config(bf16: bool) -> Any:
-    """The QLoRA quantization: 4-bit nf4 with double quantization (Dettmers et al., 2023)."""
-    from transformers import BitsAndBytesConfig
-
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=compute_dtype(bf16),
-    )
-
-
-def load_model(
-    name_or_path: str,
-    *,
-    load_in_4bit: bool = False,
-    bf16: bool = False,
-    trust_remote_code: bool = False,
-    device: str | None = None,
-    for_training: bool = True,
-    gradient_checkpointing: bool = False,
-) -> Any:
-    """Load a causal LM (any hub id or local path), optionally quantized to 4-bit nf4.
-
-    Args:
-        name_or_path: a Hugging Face model id or a local directory.
-        load_in_4bit: QLoRA's 4-bit nf4 weights through bitsandbytes.
-        bf16: load the weights in bfloat16 (else float32).
-        trust_remote_code: allow custom model code from the hub.
-        device: where to place the model (a 4-bit model goes to the first GPU if there is one).
-        for_training: prepare a 4-bit model for k-bit training (peft).
-        gradient_checkpointing: let that preparation enable gradient checkpointing.
-
-    Returns:
-        A ``transformers`` ``PreTrainedModel``.
-    """
-    require_train_extra(qlora=load_in_4bit)
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    kwargs: dict[str, Any] = {"dtype": compute_dtype(bf16), "trust_remote_code": trust_remote_code}
-    if load_in_4bit:
-        kwargs["quantization_config"] = quantization_config(bf16)
-        if device is None and torch.cuda.is_available():
-            kwargs["device_map"] = {"": torch.cuda.current_device()}
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
-    if load_in_4bit and for_training:
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
-    elif device is not None:
-        model = model.to(device)
-    return model
-
-
 def lora_config(config: TrainConfig) -> Any:
     """The peft ``LoraConfig`` of a training config, or None when training all weights."""
     if not config.use_lora:
@@ -358,34 +269,8 @@ def trainable_parameters(model: Any) -> dict[str, int]:
 # --- tasks and datasets ------------------------------------------------------------------------
 
 
-def resolve_suites(names: Sequence[str] | None) -> list[Suite]:
-    """Suites by name or directory (every shipped suite when ``names`` is empty)."""
-    return [get_suite(n) for n in (names or list_suites())]
-
-
-def select_tasks(
-    suites: Sequence[Suite], split: str = "train", task_ids: Sequence[str] | None = None
-) -> list[tuple[Suite, Task]]:
-    """``(suite, task)`` pairs of a split, optionally restricted to ``task_ids`` (order kept)."""
-    pairs = [(s, t) for s in suites for t in s.split(split)]
-    if task_ids:
-        wanted = set(task_ids)
-        known = {t.id for _, t in pairs}
-        missing = sorted(wanted - known)
-        if missing:
-            from quill_env.errors import UnknownNameError
-
-            raise UnknownNameError("task", missing[0], known)
-        pairs = [(s, t) for s, t in pairs if t.id in wanted]
-    if not pairs:
-        raise ConfigError(f"no tasks in split {split!r} of suites {[s.name for s in suites]}")
-    return pairs
-
-
 def observation_of(suite: Suite, task: Task, scale: str | None = None) -> dict[str, str]:
     """The ``Quill-v1`` observation of a suite task (schema, query, plan) at ``scale``."""
-    from quill_env.evaluator import EvalOptions, TaskRunner
-
     runner = TaskRunner.from_suite(suite, task, scale, EvalOptions(num_variants=0))
     try:
         return runner.observation()
@@ -498,8 +383,6 @@ def check_dataset_schemas(path: str | os.PathLike[str], include_test_schemas: bo
         ConfigError: the export holds records of a held-out schema and ``include_test_schemas``
             is false, or its ``export.json`` is unreadable.
     """
-    from quill_agents.heldout import check_schemas, held_out_schemas
-
     summary = Path(path).parent / "export.json"
     if not summary.is_file():
         return  # not written by quill export: nothing to go by
@@ -752,9 +635,7 @@ __all__ = [
     "build_trl_trainer",
     "check_dataset_schemas",
     "load_jsonl",
-    "load_model",
     "load_model_and_tokenizer",
-    "load_tokenizer",
     "lora_config",
     "observation_of",
     "prompt_rows",

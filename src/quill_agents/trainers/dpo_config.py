@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from quill_agents.trainers.common import TrainConfig, config_field
+from quill_env.errors import ConfigError
 
 
 @dataclass
@@ -29,8 +30,6 @@ class DPOTrainConfig(TrainConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.beta <= 0:
-            from quill_env.errors import ConfigError
-
             raise ConfigError(f"beta must be positive, got {self.beta}")
 
     def trl_config(self) -> object:

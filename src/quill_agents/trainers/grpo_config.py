@@ -7,6 +7,7 @@ from typing import Any
 
 from quill_agents.trainers.common import TrainConfig, config_field
 from quill_env.errors import ConfigError
+from quill_env.measure import CostMode
 
 
 @dataclass
@@ -34,11 +35,12 @@ class OnlineRLConfig(TrainConfig):
     num_variants: int | None = config_field(
         "Variant databases each rewrite must also match (None: every mutation, 0 disables them).", None
     )
-    cost: str = config_field("Cost mode of the reward: 'work' (deterministic) or 'wall'.", "work")
+    cost: CostMode = config_field("Cost mode of the reward: 'work' (deterministic) or 'wall'.", CostMode.WORK)
     log_completions: bool = config_field("Log a table of sampled completions with their rewards.", False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.cost = CostMode.parse(self.cost)
         if self.num_generations < 2:
             raise ConfigError("num_generations must be >= 2 (the baseline is the group's other samples)")
         if self.max_completion_length < 1 or self.num_iterations < 1:

@@ -9,6 +9,7 @@ from typing import Any
 from quill_agents.trainers.common import config_field
 from quill_agents.trainers.sft_config import SFTTrainConfig
 from quill_env.errors import ConfigError
+from quill_env.measure import CostMode
 
 
 @dataclass
@@ -37,12 +38,13 @@ class ReSTEMConfig(SFTTrainConfig):
     num_variants: int | None = config_field(
         "Variant databases each rewrite must also match (None: every mutation, 0 disables them).", None
     )
-    cost: str = config_field("Cost mode of the reward: 'work' (deterministic) or 'wall'.", "work")
+    cost: CostMode = config_field("Cost mode of the reward: 'work' (deterministic) or 'wall'.", CostMode.WORK)
 
     algorithm = "restem"
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.cost = CostMode.parse(self.cost)
         if self.iterations < 1 or self.samples_per_task < 1 or self.patience < 1:
             raise ConfigError("iterations, samples_per_task and patience must be >= 1")
         if self.sample_temperature <= 0:

@@ -20,11 +20,11 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from quill_agents.models import load_model, load_tokenizer
+from quill_agents.policy import PolicyAgent
 from quill_agents.trainers.common import (
     TrainingReport,
-    load_model,
     load_model_and_tokenizer,
-    load_tokenizer,
     observation_of,
     peak_memory,
     reset_peak_memory,
@@ -36,14 +36,12 @@ from quill_agents.trainers.common import (
 from quill_agents.trainers.restem_config import ReSTEMConfig
 from quill_agents.trainers.rewards import EnvironmentReward
 from quill_agents.trainers.sft_trainer import build_sft_trainer
-from quill_env.prompt import build_messages, format_completion
+from quill_env.prompt import build_messages, extract_sql, format_completion
 
 logger = logging.getLogger(__name__)
 
 
 def _policy(config: ReSTEMConfig, model: Any, tokenizer: Any, temperature: float) -> Any:
-    from quill_agents.policy import PolicyAgent
-
     return PolicyAgent(
         model,
         tokenizer=tokenizer,
@@ -77,8 +75,6 @@ def e_step(
     threshold: float,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Sample, evaluate and filter: the kept prompt-completion rows and the step's statistics."""
-    from quill_env.prompt import extract_sql
-
     task_ids = list(observations)
     samples = agent.generate([observations[t] for t in task_ids], samples_per_task, temperature)
     flat_ids = [t for t, group in zip(task_ids, samples) for _ in group]

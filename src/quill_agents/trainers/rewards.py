@@ -18,19 +18,18 @@ from __future__ import annotations
 
 import collections
 import functools
-import multiprocessing
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from quill_env.errors import ConfigError, IndexBuildError
+from quill_env.action_policy import PolicyViolation, parse_action
+from quill_env.errors import ConfigError, EnvStateError, IndexBuildError, UnknownNameError
 from quill_env.evaluator import EvalOptions, EvalResult, TaskRunner
-from quill_env.policy import PolicyViolation, parse_action
 from quill_env.prompt import extract_sql
 from quill_env.reward import Verdict
 from quill_env.runners import runner_cache, suite_runner_key
 from quill_env.tasks import Suite, get_suite
+from quill_env.workers import WorkerPool
 
 VERDICTS = tuple(v.value for v in Verdict)
 
@@ -72,8 +71,6 @@ class TaskRunners:
         if self._suites is None:
             self._suites = {s.name: s for s in map(get_suite, self.suite_names)}
         if prefix not in self._suites:
-            from quill_env.errors import UnknownNameError
-
             raise UnknownNameError("suite of task", task_id, self._suites)
         return self._suites[prefix]
 
@@ -171,20 +168,20 @@ class EnvironmentReward:
         self.calls = 0
         self.history: collections.deque[dict[str, Any]] = collections.deque(maxlen=history_size)
         """One dict per scored completion: call, task_id, action, reward, verdict, speedup, error."""
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: WorkerPool | None = None
         self._local: TaskRunners | None = None
 
     # --- scoring ---------------------------------------------------------------------------
 
-    def _executor(self) -> ProcessPoolExecutor:
+    def _executor(self) -> WorkerPool:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                max_workers=self.workers,
-                mp_context=multiprocessing.get_context(self.mp_context),
-                initializer=_init_worker,
-                initargs=(self.suites, self.scale, self.eval_options),
+            self._pool = WorkerPool(
+                self.workers,
+                _init_worker,
+                (self.suites, self.scale, self.eval_options),
+                context=self.mp_context,
             )
-            weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
+            weakref.finalize(self, self._pool.close, cancel=True)
         return self._pool
 
     def score(self, task_ids: Sequence[str], actions: Sequence[str]) -> list[dict[str, Any]]:
@@ -249,7 +246,7 @@ class EnvironmentReward:
         environment in this process may be using too.
         """
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.close(cancel=True)
             self._pool = None
         self._local = None
 
@@ -327,8 +324,6 @@ class SQLToolEnvironment:
     @property
     def _runner(self) -> TaskRunner:
         if self._task_id is None:
-            from quill_env.errors import EnvStateError
-
             raise EnvStateError("call reset() before using the tools")
         return self._runners.runner(self._task_id)
 

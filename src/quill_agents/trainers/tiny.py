@@ -22,6 +22,9 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from quill_env.prompt import SYSTEM_PROMPT
+from quill_env.tasks import get_suite
+
 TINY_SHAPE: dict[str, Any] = {
     "hidden_size": 64,
     "intermediate_size": 128,
@@ -48,9 +51,6 @@ def tiny_corpus(suite: Any = "shop", extra_texts: Iterable[str] = ()) -> list[st
     Returns:
         The system prompt, ``extra_texts``, the suite's DDL, then each task's query and reference.
     """
-    from quill_env.prompt import SYSTEM_PROMPT
-    from quill_env.tasks import get_suite
-
     if isinstance(suite, (str, os.PathLike)):
         suite = get_suite(str(suite))
     corpus = [SYSTEM_PROMPT, *extra_texts, *suite.ddl]

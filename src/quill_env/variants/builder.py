@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from quill_env.action_policy import encodable
 from quill_env.backends.base import Backend, Budget, ExecStatus
 from quill_env.lineage import lineage_scopes
-from quill_env.policy import encodable
 from quill_env.variants.context import Context
 from quill_env.variants.edit import Editor
 from quill_env.variants.literals import query_literals

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-from quill_agents.heuristic.rules.base import Context
-from quill_agents.heuristic.schema import TableMeta
+from quill_agents.heuristic.catalog import TableMeta
+from quill_agents.heuristic.rules.rule_context import Context
 from quill_agents.heuristic.sqlutil import conjuncts, has_subquery, is_simple_select, single_table, sources
 
 

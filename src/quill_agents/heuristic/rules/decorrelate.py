@@ -8,9 +8,16 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from quill_agents.heuristic.rules.base import Context, finish, has_star, no_distinct, top_select, where_terms
+from quill_agents.heuristic.catalog import TableMeta
 from quill_agents.heuristic.rules.correlation import Correlation, correlate
-from quill_agents.heuristic.schema import TableMeta
+from quill_agents.heuristic.rules.rule_context import (
+    Context,
+    finish,
+    has_star,
+    no_distinct,
+    top_select,
+    where_terms,
+)
 from quill_agents.heuristic.sqlutil import (
     AGGREGATES,
     conjoin,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from quill_agents.heuristic.rules.base import (
+from quill_agents.heuristic.catalog import TableMeta
+from quill_agents.heuristic.rules.correlation import correlate
+from quill_agents.heuristic.rules.rule_context import (
     Context,
     finish,
     has_star,
@@ -13,8 +15,6 @@ from quill_agents.heuristic.rules.base import (
     top_select,
     where_terms,
 )
-from quill_agents.heuristic.rules.correlation import correlate
-from quill_agents.heuristic.schema import TableMeta
 from quill_agents.heuristic.sqlutil import (
     AGGREGATES,
     conjuncts,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from quill_agents.heuristic.rules.base import Context, column_eq_literal
+from quill_agents.heuristic.rules.rule_context import Context, column_eq_literal
 
 
 def or_to_in(tree: exp.Expression, ctx: Context) -> exp.Expression | None:

@@ -7,7 +7,7 @@ import re
 
 from sqlglot import exp
 
-from quill_agents.heuristic.rules.base import Context, finish, top_select
+from quill_agents.heuristic.rules.rule_context import Context, finish, top_select
 from quill_agents.heuristic.sqlutil import int_literal, number, owner, sources
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")

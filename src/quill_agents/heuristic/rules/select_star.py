@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from quill_agents.heuristic.rules.base import Context, top_select
+from quill_agents.heuristic.rules.rule_context import Context, top_select
 from quill_agents.heuristic.sqlutil import single_table
 
 

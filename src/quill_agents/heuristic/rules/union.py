@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from quill_agents.heuristic.rules.base import Context, column_eq_literal, where_terms
+from quill_agents.heuristic.rules.rule_context import Context, column_eq_literal, where_terms
 from quill_agents.heuristic.sqlutil import (
     AGGREGATES,
     has_subquery,

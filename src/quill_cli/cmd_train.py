@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import enum
 import json
 import types
 import typing
@@ -19,8 +20,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from quill_agents import trainers
 from quill_agents.trainers import CONFIGS
-from quill_env.errors import ConfigError
+from quill_cli.console import enum_arg
+from quill_env.errors import ConfigError, UnknownNameError
 
 DESCRIPTIONS = {
     "sft": "supervised fine-tuning on verified rewrites (TRL SFTTrainer, completion-only loss)",
@@ -80,6 +83,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type) -> N
             )
         elif kind is list:
             parser.add_argument(flag, nargs="+", default=argparse.SUPPRESS, help=text)
+        elif isinstance(kind, type) and issubclass(kind, enum.Enum):
+            parse, choices = enum_arg(kind), tuple(kind)
+            parser.add_argument(flag, type=parse, choices=choices, default=argparse.SUPPRESS, help=text)
         else:
             parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=text)
 
@@ -95,8 +101,6 @@ def config_from_args(config_cls: type, args: argparse.Namespace) -> Any:
     names = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(values) - names)
     if unknown:
-        from quill_env.errors import UnknownNameError
-
         raise UnknownNameError(f"{config_cls.__name__} field", unknown[0], names)
     for name in names:
         if hasattr(args, name):
@@ -107,8 +111,6 @@ def config_from_args(config_cls: type, args: argparse.Namespace) -> Any:
 
 def cmd_train(args: argparse.Namespace, console: Console) -> int:
     """Run one trainer and print a summary of its report."""
-    from quill_agents import trainers
-
     config = config_from_args(CONFIGS[args.algorithm], args)
     console.print(f"[bold]quill train {args.algorithm}[/]: {config.model} -> {config.output_dir}")
     report = trainers.TRAINERS[args.algorithm](config)

@@ -8,7 +8,11 @@ from typing import Any
 
 from rich.console import Console
 
-from quill_env.cli import EXIT_INTERRUPTED, print_error, print_warning, scale_list
+from quill_agents.export import ExportConfig, export
+from quill_agents.generate import DataLoop, GenerateConfig
+from quill_agents.proposers import build_proposer, build_teacher
+from quill_agents.slow_sources import TeacherSource
+from quill_cli.console import EXIT_INTERRUPTED, print_error, print_warning, scale_list
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -94,10 +98,6 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
     """Run the data loop until ``--target`` verified records are stored."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from quill_agents.generate import DataLoop, GenerateConfig
-    from quill_agents.proposers import build_proposer, build_teacher
-    from quill_agents.slow_sources import TeacherSource
-
     names = _csv(args.teacher)
     teacher = build_teacher(args.model, args.base_url) if {"openai", "teacher"} & set(names) else None
     if args.slow_source == "teacher" and teacher is None:
@@ -168,8 +168,6 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
     """Write SFT/DPO JSONL (with renamed copies), a datasets copy and a dataset card."""
-    from quill_agents.export import ExportConfig, export
-
     config = ExportConfig(
         multiplier=args.multiplier,
         min_gap=args.min_gap,

@@ -1,6 +1,6 @@
 """Building a suite's tasks: generate candidates, validate them with the environment, select.
 
-A candidate from :mod:`quill_env.querygen` is kept only if the environment itself says so, at
+A candidate from :mod:`quill_env.authoring.querygen` is kept only if the environment itself says so, at
 every scale it is validated on: the slow query runs within a time cap, the reference verifies on
 the main database and on all variants, and it reaches at least the acceptance tier (and at least
 ``min_speedup`` at the default scale). Kept candidates are de-duplicated by canonical fingerprint
@@ -10,7 +10,6 @@ and selected toward the target speedup mix (DESIGN §1: 50% 2-10x, 30% 10-100x, 
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -18,11 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from quill_env.authoring.querygen import FAMILIES, Candidate, SchemaInfo, generate
+from quill_env.canonical import fingerprint
 from quill_env.errors import BaselineError
 from quill_env.evaluator import EvalOptions, TaskRunner
-from quill_env.fingerprint import fingerprint
-from quill_env.querygen import FAMILIES, Candidate, SchemaInfo, generate
+from quill_env.reward import Verdict
 from quill_env.tasks import Suite, Task
+from quill_env.workers import WorkerPool
 
 BUCKETS: tuple[tuple[str, float, float], ...] = (
     ("2-10x", 2.0, 10.0),
@@ -79,7 +80,7 @@ def validate(
             return None
         finally:
             runner.close()
-        if result.verdict.value != "improved" or result.reward_terms.get("tier", 0) < acceptance:
+        if result.verdict is not Verdict.IMPROVED or result.reward_terms.get("tier", 0) < acceptance:
             return None
         speedups[scale] = round(float(result.speedup), 3)
         base_seconds = baseline.main.seconds
@@ -118,9 +119,8 @@ def validate_all(
         raise ValueError("validate_all needs a suite loaded from a directory")
     jobs = [(str(suite.path), c) for c in cands]
     out: list[Validated] = []
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(workers) as pool:
-        for i, res in enumerate(pool.imap(_worker_validate, jobs, chunksize=2), 1):
+    with WorkerPool(workers) as pool:
+        for i, res in enumerate(pool.map(_worker_validate, jobs), 1):
             if res is not None:
                 out.append(res)
             if progress:

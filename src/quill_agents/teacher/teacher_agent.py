@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from quill_agents.base import BaseAgent, Observation
+from quill_agents.protocol import BaseAgent, Observation
 from quill_agents.teacher.config import TeacherConfig
 from quill_agents.teacher.prompts import (
     action_from_completion,
@@ -27,7 +27,7 @@ from quill_env.prompt import build_messages
 
 
 class TeacherAgent(BaseAgent):
-    """An :class:`~quill_agents.base.Agent` that asks an OpenAI-compatible endpoint.
+    """An :class:`~quill_agents.protocol.Agent` that asks an OpenAI-compatible endpoint.
 
     Requests are retried with backoff on 429, 5xx, timeouts and connection errors, run
     concurrently up to ``config.concurrency``, and cached on disk by request, so a rerun costs

@@ -17,17 +17,19 @@ from pathlib import Path
 
 from sqlglot import exp
 
-from quill_agents.base import BaseAgent, Observation
 from quill_agents.baselines import OUTPUT_NOTE, observed_query
 from quill_agents.heuristic.advisor import IndexCandidate, advise, index_specs
+from quill_agents.heuristic.catalog import Catalog, parse_schema
 from quill_agents.heuristic.rewrites import ALTERNATIVES, RULES, Context, rewrite, select_star_to_columns
-from quill_agents.heuristic.schema import Catalog, parse_schema
 from quill_agents.heuristic.sqlutil import parse, render
+from quill_agents.protocol import BaseAgent, Observation
+from quill_env.backends.base import IndexSpec
+from quill_env.backends.sqlite import SQLiteBackend
+from quill_env.errors import IndexBuildError
+from quill_env.evaluator import EvalOptions, TaskRunner
 
 MIN_ROWS = 200
 """Tables smaller than this get no index offline (a scan is already cheap)."""
-
-_CORRECT = ("improved", "no_gain", "unchanged")
 
 
 @dataclass(frozen=True)
@@ -177,16 +179,11 @@ class HeuristicAgent(BaseAgent):
     def backend(self):
         """The agent's own copy of the database, for plans with scratch indexes."""
         if self._backend is None:
-            from quill_env.backends.sqlite import SQLiteBackend
-
             self._backend = SQLiteBackend.open(self.database)
         return self._backend
 
     def used_indexes(self, query: str, indexes: Sequence[IndexCandidate]) -> list[IndexCandidate]:
         """The subset of ``indexes`` the engine's plan of ``query`` uses when all are built."""
-        from quill_env.errors import IndexBuildError
-        from quill_env.policy import IndexSpec
-
         if not indexes:
             return []
         specs = [IndexSpec(c.table, tuple((col, False) for col in c.columns)) for c in indexes]
@@ -198,8 +195,6 @@ class HeuristicAgent(BaseAgent):
         return [c for i, c in enumerate(indexes) if re.search(rf"\bquill_scratch_{i}\b", plan)]
 
     def _measure(self, observation: Observation, cands: list[Candidate]) -> str:
-        from quill_env.evaluator import EvalOptions, TaskRunner
-
         runner = TaskRunner.for_database(
             self.database,
             observed_query(observation),
@@ -221,7 +216,7 @@ class HeuristicAgent(BaseAgent):
         best, best_key = None, None
         for sql, cand in trials.items():
             result = runner.evaluate(sql)
-            if result.verdict.value not in _CORRECT:
+            if not result.verdict.correct:
                 continue
             key = (result.reward, -len(cand.indexes), -len(sql))
             if best_key is None or key > best_key:

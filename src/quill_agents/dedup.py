@@ -8,8 +8,8 @@ from collections.abc import Mapping
 import sqlglot
 from sqlglot import exp
 
-from quill_env.fingerprint import fingerprint
-from quill_env.policy import PolicyViolation, SchemaView, parse_action
+from quill_env.action_policy import PolicyViolation, SchemaView, parse_action
+from quill_env.canonical import fingerprint
 
 
 def shape_fingerprint(sql: str, schema: Mapping[str, Mapping[str, str]] | None = None) -> str:

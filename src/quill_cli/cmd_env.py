@@ -1,36 +1,25 @@
-"""The ``quill`` command line: ``quill demo``, ``quill evaluate`` and ``quill tasks``.
-
-Output written to a pipe or a file is plain text: no colours or other terminal codes, and no
-wrapping or truncation at 80 columns (scripts can copy every identifier). Error messages go to
-standard error. Exit codes: 0 success, 1 the command ran but its outcome is negative (e.g. a
-candidate that is not correct), 2 a usage error (bad argument, unknown name, unreadable file),
-130 interrupted (Ctrl-C).
-"""
+"""``quill demo``, ``quill evaluate`` and ``quill tasks``: the environment's commands."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from quill_env.errors import ConfigError, QuillError, UnknownNameError
-from quill_env.tasks import SCALES
-
-PIPE_WIDTH = 100_000
-"""The console width when output is not a terminal: wide enough that no table is ever cut."""
-EXIT_OK, EXIT_NEGATIVE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-"""The exit codes of every ``quill`` command (see the module docstring)."""
+from quill_cli.console import EXIT_NEGATIVE, EXIT_OK, enum_arg, format_cost, progress_bar, sql_arg
+from quill_env.errors import ConfigError, UnknownNameError
+from quill_env.evaluator import evaluate
+from quill_env.measure import CostMode
+from quill_env.tasks import SCALES, get_suite, list_suites
 
 EVALUATE_EPILOG = """exit codes:
   0  the candidate is correct (verdict improved, no_gain or unchanged)
@@ -40,103 +29,14 @@ EVALUATE_EPILOG = """exit codes:
 130  interrupted (Ctrl-C)"""
 
 
-def make_console(*, stderr: bool = False) -> Console:
-    """A console for standard output (or error): rich on a terminal, plain text otherwise.
-
-    When the stream is not a terminal, the console writes no terminal codes (even with
-    ``FORCE_COLOR`` set), never wraps a line and is wide enough that tables keep every cell whole.
-
-    Args:
-        stderr: write to standard error instead of standard output.
-
-    Returns:
-        The console.
-    """
-    stream = sys.stderr if stderr else sys.stdout
-    if stream.isatty():
-        return Console(stderr=stderr)
-    return Console(stderr=stderr, force_terminal=False, no_color=True, width=PIPE_WIDTH, soft_wrap=True)
-
-
-def print_error(message: str) -> None:
-    """Print ``error: message`` to standard error (in red on a terminal, plain when piped)."""
-    make_console(stderr=True).print(f"[red]error:[/] {escape(message)}", highlight=False)
-
-
-def print_warning(message: str) -> None:
-    """Print ``warning: message`` to standard error (in yellow on a terminal, plain when piped)."""
-    make_console(stderr=True).print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
-
-
-def _sql_arg(text: str, option: str) -> str:
-    """SQL given inline, or ``@path`` to read it from a file.
-
-    Raises:
-        ConfigError: the file cannot be read.
-    """
-    if not text.startswith("@"):
-        return text
-    path = Path(text[1:])
-    try:
-        return path.read_text()
-    except OSError as err:
-        raise ConfigError(f"cannot read {option} file {str(path)!r}: {err.strerror or err}") from None
-
-
-def scale_list(text: str) -> str:
-    """An argparse type: comma-separated scale tiers, each one of :data:`SCALES`."""
-    for part in (p.strip() for p in text.split(",")):
-        if part not in SCALES:
-            raise argparse.ArgumentTypeError(
-                f"invalid scale {part!r} (choose from {', '.join(map(repr, SCALES))})"
-            )
-    return text
-
-
-def _format_cost(value: float, unit: str) -> str:
-    """A cost for people: work units as whole numbers, seconds with a sensible unit.
-
-    >>> _format_cost(123456.0, "vm_steps")
-    '123,456 vm_steps'
-    >>> _format_cost(0.00042, "seconds")
-    '420 µs'
-    >>> _format_cost(0.0123, "seconds")
-    '12.3 ms'
-    >>> _format_cost(2.5, "seconds")
-    '2.50 s'
-    """
-    if unit != "seconds":
-        return f"{value:,.0f} {unit}"
-    if abs(value) >= 1.0:
-        return f"{value:.2f} s"
-    for scale, suffix in ((1e-3, "ms"), (1e-6, "µs")):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g} {suffix}"
-    return f"{value * 1e9:.3g} ns"
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    )
-
-
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     """Run ``Quill-v1`` episodes with the identity action and the reference rewrite."""
-    import gymnasium as gym
-
     env = gym.make("Quill-v1", suite=args.suite, split=args.split, scale=args.scale, cost=args.cost)
     base = env.unwrapped
     tasks = base.tasks[: args.limit] if args.limit else base.tasks
     rows = []
     start = time.perf_counter()
-    with _progress(console) as progress:
+    with progress_bar(console) as progress:
         job = progress.add_task(
             f"{args.suite or 'all suites'} / {args.split} / {args.scale or 'default'}", total=len(tasks)
         )
@@ -180,9 +80,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     """Score one rewrite of a slow query on a database; exit 0 only when it is correct."""
-    from quill_env.evaluator import evaluate
-
-    slow, candidate = _sql_arg(args.slow, "--slow"), _sql_arg(args.candidate, "--candidate")
+    slow, candidate = sql_arg(args.slow, "--slow"), sql_arg(args.candidate, "--candidate")
     options = {"cost": args.cost, "num_variants": args.variants, "budget_factor": args.budget_factor}
     result = evaluate(
         args.database,
@@ -202,9 +100,9 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     if result.speedup is not None:
         table.add_row("speedup", f"{result.speedup:.2f}x (raw {result.speedup_raw:.2f}x)")
     if result.baseline_cost is not None:
-        table.add_row("baseline cost", _format_cost(result.baseline_cost, result.cost_unit))
+        table.add_row("baseline cost", format_cost(result.baseline_cost, result.cost_unit))
     if result.candidate_cost is not None:
-        table.add_row("candidate cost", _format_cost(result.candidate_cost, result.cost_unit))
+        table.add_row("candidate cost", format_cost(result.candidate_cost, result.cost_unit))
     table.add_row("reward terms", ", ".join(f"{k}={v:+.3f}" for k, v in result.reward_terms.items()))
     table.add_row("variants", variants_cell(result.variants))
     if result.error:
@@ -259,8 +157,6 @@ def _task_row(task: Any) -> tuple[str, str, str, str]:
 
 def cmd_tasks(args: argparse.Namespace, console: Console) -> int:
     """List, show or export the shipped tasks, or build their databases."""
-    from quill_env.tasks import get_suite, list_suites
-
     suites = [get_suite(n) for n in ([args.suite] if args.suite else list_suites())]
     if args.scale:
         for suite in suites:
@@ -287,7 +183,7 @@ def cmd_tasks(args: argparse.Namespace, console: Console) -> int:
             raise ConfigError("quill tasks export needs --out FILE.jsonl")
         split = args.split or "all"
         count = 0
-        with open(args.out, "w") as fh, _progress(console) as progress:
+        with open(args.out, "w") as fh, progress_bar(console) as progress:
             job = progress.add_task(f"exporting {split} tasks", total=len(suites))
             for suite in suites:
                 tasks = suite.split(split)
@@ -302,7 +198,7 @@ def cmd_tasks(args: argparse.Namespace, console: Console) -> int:
                 progress.advance(job)
         console.print(f"wrote {count} tasks to {args.out}", highlight=False, markup=False)
     elif args.action == "build":
-        with _progress(console) as progress:
+        with progress_bar(console) as progress:
             scales = [args.scale] if args.scale else None
             jobs = [(s, sc) for s in suites for sc in (scales or s.scales)]
             job = progress.add_task("building databases", total=len(jobs))
@@ -318,20 +214,13 @@ def cmd_tasks(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``quill``."""
-    parser = argparse.ArgumentParser(
-        prog="quill",
-        description="Quill: verified SQL optimization for language models.",
-        epilog="exit codes: 0 success, 1 negative outcome (see each command), 2 usage error, 130 interrupted",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``demo``, ``evaluate`` and ``tasks`` to the ``quill`` command's subparsers."""
     demo = sub.add_parser("demo", help="run Quill-v1 episodes with identity and reference actions")
     demo.add_argument("--suite", default=None, help="suite name (default: every shipped suite)")
     demo.add_argument("--split", default="all", choices=["train", "test", "all"])
     demo.add_argument("--scale", default=None, choices=SCALES, help="default: each suite's (medium)")
-    demo.add_argument("--cost", default="work", choices=["work", "wall"])
+    demo.add_argument("--cost", type=enum_arg(CostMode), default=CostMode.WORK, choices=tuple(CostMode))
     demo.add_argument("--limit", type=int, default=None, help="run only the first N tasks")
     demo.add_argument("--json", default=None, help="also write the rows as JSON to this path")
     demo.set_defaults(func=cmd_demo)
@@ -351,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--candidate", required=True, help="the rewrite (with optional CREATE INDEX), or @file.sql"
     )
     ev.add_argument("--output-columns", default=None, help="comma-separated columns the application reads")
-    ev.add_argument("--cost", default="work", choices=["work", "wall"])
+    ev.add_argument("--cost", type=enum_arg(CostMode), default=CostMode.WORK, choices=tuple(CostMode))
     ev.add_argument(
         "--variants", type=int, default=None, help="variant databases to verify on (default: all of them)"
     )
@@ -373,53 +262,3 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--out", default=None, help="output JSONL file (for export)")
     tasks.add_argument("--json", action="store_true", help="list: print the tasks as a JSON array")
     tasks.set_defaults(func=cmd_tasks)
-    _register_plugins(sub)
-    return parser
-
-
-PLUGINS = ("quill_agents.cli_generate", "quill_agents.cli_bench", "quill_agents.cli_train")
-"""Modules that add subcommands (``register(subparsers)``); imported only to build the parser."""
-
-
-def _register_plugins(sub: argparse._SubParsersAction) -> None:
-    import importlib
-
-    for name in PLUGINS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name == name:
-                continue
-            raise
-        module.register(sub)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``quill`` command.
-
-    Args:
-        argv: the arguments (default: ``sys.argv[1:]``).
-
-    Returns:
-        The exit code: 0 success, 1 a negative outcome, 2 a usage error, 130 interrupted.
-    """
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args, make_console()) or 0)
-    except QuillError as err:
-        print_error(str(err))
-        return EXIT_USAGE
-    except BrokenPipeError:  # the reader went away (``quill tasks list | head``): stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_NEGATIVE
-    except OSError as err:
-        where = f": {err.filename}" if err.filename else ""
-        print_error(f"{err.strerror or err}{where}")
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print_error("interrupted")
-        return EXIT_INTERRUPTED
-
-
-if __name__ == "__main__":
-    sys.exit(main())

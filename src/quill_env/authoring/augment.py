@@ -15,10 +15,12 @@ every query is unchanged.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from importlib import resources
 from typing import Any
 
 import sqlglot
@@ -28,271 +30,38 @@ from sqlglot.dialects.sqlite import SQLite
 from sqlglot.optimizer.scope import Scope, traverse_scope
 from sqlglot.tokens import TokenType
 
-from quill_env.policy import split_statements
+from quill_env.action_policy import split_statements
 from quill_env.tasks import Suite, Task
 
 # --- name pools ------------------------------------------------------------------------------
 
+
+def _load_pools() -> dict[str, Any]:
+    text = resources.files(__package__).joinpath("name_pools.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def _tuples(pools: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
+    return {name: tuple(cands) for name, cands in pools.items()}
+
+
+_POOLS = _load_pools()
 NAME_POOLS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
-    "common": {
-        "tables": {
-            "users": ("customers", "members", "accounts_users", "clients", "people", "app_users"),
-            "orders": ("purchases", "sales_orders", "transactions_log", "order_headers", "bookings"),
-            "products": ("items", "articles", "goods", "catalog_items", "merchandise"),
-            "customers": ("clients", "buyers", "patrons", "shoppers", "account_holders"),
-            "employees": ("staff", "workers", "personnel", "team_members", "staff_members"),
-            "categories": ("product_categories", "groups_catalog", "sections", "departments_catalog"),
-            "payments": ("charges", "remittances", "payment_records"),
-            "addresses": ("locations", "postal_addresses", "places"),
-            "suppliers": ("vendors", "providers", "sellers"),
-            "tags": ("labels", "keywords_list", "topics"),
-            "messages": ("notes_sent", "chats", "communications"),
-            "logs": ("audit_log", "journal", "event_log"),
-        },
-        "columns": {
-            "id": ("pk", "ident", "record_id", "row_key", "uid", "entity_id"),
-            "created_at": ("created_on", "creation_time", "inserted_at", "created_ts", "added_at"),
-            "updated_at": ("modified_at", "updated_on", "last_modified", "changed_at"),
-            "total": ("amount", "total_amount", "order_total", "grand_total", "sum_total"),
-            "amount": ("value_amount", "sum_amount", "amt", "money_amount"),
-            "name": ("full_name", "display_name", "label", "person_name"),
-            "full_name": ("display_name", "person_name", "complete_name", "name_full"),
-            "first_name": ("given_name", "forename", "fname"),
-            "last_name": ("surname", "family_name", "lname"),
-            "email": ("email_address", "contact_email", "mail", "e_mail"),
-            "status": ("state", "order_status", "current_status", "status_code", "lifecycle"),
-            "country": ("country_code", "nation", "country_iso", "home_country_code"),
-            "country_code": ("country_iso", "nation_code", "iso_country", "cc"),
-            "city": ("town", "city_name", "locality", "municipality"),
-            "phone": ("phone_number", "telephone", "mobile"),
-            "quantity": ("qty", "units", "item_count", "num_items"),
-            "discount": ("rebate", "discount_amount", "price_cut", "markdown"),
-            "notes": ("remarks", "comments_text", "memo_text", "annotations"),
-            "description": ("details", "summary_text", "blurb_text"),
-            "title": ("heading", "caption", "subject"),
-            "price": ("unit_cost", "list_amount", "cost_price"),
-            "currency": ("currency_code", "ccy", "money_unit"),
-            "is_active": ("active", "enabled", "is_enabled", "active_flag"),
-            "signup_date": ("joined_on", "registration_date", "signed_up", "member_since"),
-            "coupon_code": ("promo_code", "voucher_code", "discount_code"),
-            "shipped_at": ("dispatched_at", "shipped_on", "sent_at", "shipping_time"),
-            "referrer_id": ("referred_by", "inviter_id", "sponsor_id", "referrer_ref"),
-            "birth_date": ("date_of_birth_iso", "dob", "born_on"),
-            "date_of_birth": ("dob", "born_on", "birthday"),
-            "username": ("handle", "login_name", "user_handle", "nickname"),
-            "display_name": ("shown_name", "public_name", "screen_name"),
-            "rating": ("stars", "score_value", "rank_value"),
-            "score": ("points", "mark", "result_score"),
-            "gender": ("sex_code", "gender_code"),
-            "sex": ("gender_code", "sex_code"),
-            "balance": ("current_balance", "funds", "ledger_balance"),
-            "is_deleted": ("deleted", "removed", "is_removed"),
-            "body": ("content", "body_text", "text_body"),
-            "slug": ("url_key", "permalink", "handle_slug"),
-            "city_name": ("town", "locality"),
-            "weight_kg": ("mass_kg", "weight_kilos", "kg_weight"),
-            "capacity": ("max_capacity", "seat_limit", "max_size"),
-            "credits": ("credit_units", "ects", "credit_hours"),
-            "email_address": ("contact_email", "mail"),
-        },
-    },
-    "ecommerce": {
-        "tables": {
-            "users": ("customers", "shoppers", "buyers", "clients", "accounts_users"),
-            "order_items": ("order_lines", "line_items", "basket_items", "purchase_lines"),
-            "reviews": ("product_reviews", "ratings", "feedback", "testimonials"),
-            "carts": ("baskets", "shopping_carts"),
-            "inventory": ("stock_levels", "stock", "warehouse_stock"),
-        },
-        "columns": {
-            "sku": ("item_code", "product_code", "stock_code", "article_no"),
-            "list_price": ("retail_price", "unit_price_list", "msrp", "base_price"),
-            "unit_price": ("price_each", "item_price", "line_price"),
-            "stock_qty": ("in_stock", "units_on_hand", "stock_level"),
-            "order_total": ("grand_total", "total_value", "amount_total"),
-            "order_status": ("fulfillment_state", "status_name", "purchase_state"),
-            "payment_method": ("pay_method", "payment_type", "tender_type"),
-            "shipping_fee": ("delivery_fee", "freight_cost", "postage"),
-            "placed_at": ("ordered_at", "submitted_at", "purchase_time"),
-            "brand": ("brand_name", "maker", "manufacturer"),
-            "is_vip": ("vip", "is_premium", "premium_flag"),
-            "loyalty_points": ("reward_points", "bonus_points", "points_balance"),
-            "helpful_votes": ("upvotes", "helpful_count", "useful_votes"),
-            "headline": ("review_title", "summary_line", "caption_text"),
-            "discount_pct": ("discount_percent", "pct_off", "markdown_pct"),
-        },
-    },
-    "hr": {
-        "tables": {
-            "departments": ("divisions", "business_units", "org_units", "teams"),
-            "salaries": ("compensation", "pay_history", "wages", "payroll_entries"),
-            "titles": ("job_titles", "positions", "roles_held", "designations"),
-            "dept_emp": ("department_assignments", "staff_allocations", "team_memberships"),
-            "managers": ("supervisors", "leads"),
-        },
-        "columns": {
-            "hire_date": ("hired_on", "start_date", "joined_date", "employment_start"),
-            "termination_date": ("left_on", "end_date", "separation_date"),
-            "employee_no": ("staff_number", "badge_no", "employee_code"),
-            "work_email": ("office_email", "corporate_email", "business_email"),
-            "salary": ("pay", "wage", "compensation_amount"),
-            "bonus": ("incentive", "bonus_amount", "extra_pay"),
-            "effective_from": ("valid_from", "starts_on", "in_force_from"),
-            "effective_to": ("valid_to", "ends_on", "in_force_to"),
-            "is_remote": ("works_remotely", "remote", "telecommute"),
-        },
-    },
-    "social": {
-        "tables": {
-            "users": ("members", "profiles", "people", "accounts_social"),
-            "posts": ("entries", "updates", "status_posts", "publications"),
-            "comments": ("replies", "responses", "remarks"),
-            "likes": ("reactions", "favorites", "upvotes", "hearts"),
-            "follows": ("followers", "follow_edges", "connections", "social_edges"),
-            "friendships": ("friends", "connections_mutual"),
-        },
-        "columns": {
-            "bio": ("about", "profile_text", "biography"),
-            "view_count": ("views", "impressions", "times_viewed"),
-            "visibility": ("audience", "privacy_level", "shared_with"),
-            "lang": ("language", "locale", "lang_code"),
-            "is_verified": ("verified", "has_badge", "is_confirmed"),
-            "author_id": ("writer_id", "poster_id", "creator_id"),
-            "follower_id": ("fan_id", "subscriber_id", "source_member_id"),
-            "followee_id": ("idol_id", "target_member_id", "followed_id"),
-            "reaction": ("emoji", "reaction_kind", "sentiment"),
-        },
-    },
-    "saas": {
-        "tables": {
-            "accounts": ("tenants", "organizations", "workspaces", "companies"),
-            "users": ("members", "seat_holders", "app_users", "operators"),
-            "subscriptions": ("plan_subscriptions", "contracts", "memberships", "licenses"),
-            "invoices": ("bills", "statements", "billing_documents", "receipts"),
-            "sessions": ("visits_log", "logins", "user_sessions", "app_sessions"),
-            "events": ("activity", "tracking_events", "telemetry", "audit_events"),
-            "features": ("capabilities", "feature_flags"),
-        },
-        "columns": {
-            "plan_tier": ("tier", "service_level_name", "plan_level"),
-            "seats": ("seat_count", "licenses_count", "user_limit"),
-            "monthly_price": ("mrr", "price_per_month", "monthly_fee"),
-            "amount_due": ("balance_due", "invoiced_amount", "billed_total"),
-            "amount_paid": ("settled_amount", "paid_total", "received_amount"),
-            "last_login_at": ("last_seen_at", "last_active_at", "recent_login"),
-            "event_name": ("action_name", "event_type", "activity_kind"),
-            "latency_ms": ("duration_ms", "response_ms", "elapsed_ms"),
-            "industry": ("sector", "vertical", "business_type"),
-        },
-    },
-    "school": {
-        "tables": {
-            "students": ("pupils", "learners", "enrollees", "scholars"),
-            "teachers": ("instructors", "faculty", "lecturers", "tutors"),
-            "courses": ("classes", "modules", "subjects", "course_offerings"),
-            "enrollments": ("registrations", "course_signups", "class_memberships", "attendances"),
-            "grades": ("marks", "assessments", "scores", "results"),
-            "classrooms": ("rooms", "lecture_halls"),
-        },
-        "columns": {
-            "letter_grade": ("final_mark", "grade_letter", "result_letter"),
-            "term_code": ("semester", "term", "session_code"),
-            "major": ("field_of_study", "programme", "concentration"),
-            "tuition_balance": ("fees_owed", "tuition_due", "outstanding_fees"),
-            "is_tenured": ("tenured", "has_tenure", "permanent"),
-            "student_number": ("matriculation_no", "student_code", "pupil_no"),
-        },
-    },
-    "logistics": {
-        "tables": {
-            "shipments": ("consignments", "parcels", "deliveries", "freight_orders"),
-            "warehouses": ("depots", "distribution_centers", "hubs", "fulfillment_centers"),
-            "carriers": ("shippers", "couriers", "transport_partners", "haulers"),
-            "stops": ("waypoints", "route_stops", "checkpoints", "legs"),
-            "vehicles": ("trucks", "fleet", "vans"),
-            "drivers": ("operators", "chauffeurs"),
-            "routes": ("lanes", "itineraries"),
-        },
-        "columns": {
-            "tracking_number": ("tracking_code", "waybill_no", "consignment_no"),
-            "declared_value": ("insured_value", "customs_value", "stated_value"),
-            "shipping_cost": ("freight_charge", "transport_cost", "delivery_cost"),
-            "service_level": ("service_tier", "speed_class", "delivery_class"),
-            "delivered_at": ("arrived_at_destination", "delivery_time", "completed_at"),
-            "arrived_at": ("arrival_time", "reached_at", "checked_in_at"),
-            "departed_at": ("departure_time", "left_at", "checked_out_at"),
-            "transport_mode": ("mode", "carriage_mode", "freight_mode"),
-            "on_time_rate": ("punctuality", "on_time_ratio", "reliability"),
-        },
-    },
-    "clinic": {
-        "tables": {
-            "patients": ("clients", "cases", "care_recipients", "patient_records"),
-            "doctors": ("physicians", "practitioners", "clinicians", "medics"),
-            "visits": ("appointments", "encounters", "consultations", "checkups"),
-            "prescriptions": ("medications", "scripts", "drug_orders", "rx_orders"),
-            "appointments": ("bookings", "schedule_slots"),
-        },
-        "columns": {
-            "diagnosis_code": ("icd_code", "condition_code", "dx_code"),
-            "billed_amount": ("charge", "fee_charged", "invoice_amount"),
-            "specialty": ("speciality", "discipline", "practice_area"),
-            "drug_name": ("medication", "medicine_name", "drug"),
-            "dose_mg": ("dosage_mg", "strength_mg", "mg_per_dose"),
-            "blood_group": ("blood_type", "abo_type"),
-            "visit_at": ("seen_at", "appointment_time", "encounter_time"),
-            "consultation_fee": ("visit_fee", "fee", "rate_per_visit"),
-        },
-    },
-    "banking": {
-        "tables": {
-            "accounts": ("bank_accounts", "ledgers", "deposit_accounts", "wallets"),
-            "cards": ("payment_cards", "bank_cards", "debit_cards", "plastics"),
-            "merchants": ("payees", "retailers", "acceptors", "shops"),
-            "transactions": ("ledger_entries", "txns", "postings", "money_movements"),
-            "loans": ("credit_lines", "lending_accounts"),
-            "branches": ("offices", "agencies"),
-        },
-        "columns": {
-            "iban": ("account_number", "iban_code", "acct_no"),
-            "overdraft_limit": ("credit_line", "overdraft_cap", "od_limit"),
-            "risk_score": ("risk_rating", "risk_level_score", "fraud_score"),
-            "kyc_level": ("verification_level", "kyc_tier", "due_diligence"),
-            "memo": ("narrative", "reference_text", "remark"),
-            "is_flagged": ("flagged", "suspicious", "under_review"),
-            "posted_at": ("booked_at", "value_time", "settled_at"),
-            "mcc": ("category_code", "merchant_category", "mcc_code"),
-            "daily_limit": ("per_day_limit", "spend_cap", "daily_cap"),
-            "last_four": ("pan_last4", "card_suffix", "last_digits"),
-        },
-    },
+    domain: {kind: _tuples(pools) for kind, pools in kinds.items()}
+    for domain, kinds in _POOLS["domains"].items()
 }
 """Synonym pools: ``NAME_POOLS[domain]["tables" | "columns"][old] -> candidate new names``.
 
-``common`` applies to every domain; a domain's own pools take precedence. Names without an entry
-get a token-level variant (a token that is an old table's singular becomes the new table's
-singular: ``order_total`` -> ``purchase_total``) or a deterministic generic variant.
+Read from the data file ``name_pools.json`` beside this module. ``common`` applies to every
+domain; a domain's own pools take precedence. Names without an entry get a token-level variant
+(a token that is an old table's singular becomes the new table's singular: ``order_total`` ->
+``purchase_total``, or a synonym of a token from the file's ``tokens``) or a deterministic
+generic variant (the file's ``generic`` templates).
 """
 
-_TOKEN_SYNONYMS: dict[str, tuple[str, ...]] = {
-    "created": ("inserted", "added", "made"),
-    "updated": ("modified", "changed"),
-    "name": ("label", "title_text"),
-    "code": ("ref_code", "key_code"),
-    "date": ("day", "dt"),
-    "at": ("ts", "time"),
-    "on": ("day", "date"),
-    "count": ("total_count", "num"),
-    "kind": ("type", "category"),
-    "is": ("has", "flag"),
-    "no": ("number", "num"),
-    "number": ("no", "num"),
-    "amount": ("amt", "value"),
-    "email": ("mail", "email_addr"),
-}
-
-_GENERIC_TABLE = ("tbl_{}", "{}_tbl", "app_{}", "{}_data", "t_{}")
-_GENERIC_COLUMN = ("{}_col", "{}_val", "c_{}", "{}_field", "f_{}")
+_TOKEN_SYNONYMS: dict[str, tuple[str, ...]] = _tuples(_POOLS["tokens"])
+_GENERIC_TABLE = tuple(_POOLS["generic"]["table"])
+_GENERIC_COLUMN = tuple(_POOLS["generic"]["column"])
 
 SQLITE_KEYWORDS = frozenset(
     """abort action add after all alter always analyze and as asc attach autoincrement before
@@ -853,7 +622,7 @@ def _render(stmt: exp.Expr, dialect: str) -> str:
 def rename_sql(sql: str, mapping: RenameMap, dialect: str = "sqlite") -> str:
     """Rename tables and columns in SQL text: a query, an action, or DDL.
 
-    Statements are split with :func:`~quill_env.policy.split_statements`, each is parsed and
+    Statements are split with :func:`~quill_env.action_policy.split_statements`, each is parsed and
     transformed over its ``exp.Table``, ``exp.Column`` and DDL identifier nodes, and the
     results are rejoined with ``";\\n"``. Column references are resolved like the engine does:
     qualified by an alias or a table name, or unqualified through the tables of the enclosing

@@ -21,10 +21,21 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from quill_env.cli import EXIT_INTERRUPTED, EXIT_USAGE, print_error
+from quill_agents.leaderboard import (
+    DEFAULT_AGENTS,
+    BenchConfig,
+    available,
+    parse_agent,
+    regenerate_leaderboard,
+    run_bench,
+    save_run,
+    validate_submission,
+)
+from quill_agents.leaderboard.agents import require
+from quill_cli.console import EXIT_INTERRUPTED, EXIT_USAGE, enum_arg, print_error, progress_bar
+from quill_env.measure import CostMode
 from quill_env.tasks import SCALES
 
 SHOWN_FAST_P = ("1.5", "2", "5", "10", "50", "1000")
@@ -35,26 +46,11 @@ LEADERBOARD_NAME = "LEADERBOARD.md"
 """The page's name inside ``--out`` when ``--leaderboard`` is not given."""
 
 
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    )
-
-
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
 def _agents(args: argparse.Namespace, console: Console) -> list[Any]:
-    from quill_agents.leaderboard import DEFAULT_AGENTS, available, parse_agent
-    from quill_agents.leaderboard.agents import require
-
     names: list[str] = []
     for item in args.agents or []:
         names += [n for n in item.split(",") if n.strip()]
@@ -130,8 +126,6 @@ def leaderboard_path(out: str | None, leaderboard: str | None) -> tuple[str, str
 
 def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     """Run agents and submissions on a split; print, save and regenerate the leaderboard."""
-    from quill_agents.leaderboard import BenchConfig, regenerate_leaderboard, run_bench, save_run
-
     out, page = leaderboard_path(args.out, args.leaderboard)
     if args.regenerate:
         path = regenerate_leaderboard(out, page)
@@ -167,7 +161,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     )
     what = f"bench {args.split} / {args.scale or 'default'} / {args.cost}"
     try:
-        with _progress(console) as progress:
+        with progress_bar(console) as progress:
             job = progress.add_task(what, total=None)
             result = run_bench(config, run=args.name, progress=advance)
     except KeyboardInterrupt:
@@ -233,12 +227,10 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     """Re-run every action of a submission and report claims that do not reproduce."""
-    from quill_agents.leaderboard import validate_submission
-
     if not Path(args.file).is_file():
         print_error(f"no such submission file: {args.file}")
         return EXIT_USAGE
-    with _progress(console) as progress:
+    with progress_bar(console) as progress:
         job = progress.add_task(f"validating {args.file}", total=None)
         report = validate_submission(
             args.file,
@@ -260,7 +252,7 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     console.print(title, markup=False, highlight=False)
     for table in _summary_tables([(Path(args.file).name, s, "ok" if report.ok else "FAILED")]):
         console.print(table)
-    if settings["cost"] == "wall":
+    if CostMode.parse(settings["cost"]) is CostMode.WALL:
         ci = s.get("wall_ci") or {}
         console.print(
             f"wall mode: mean 95% interval of the speedups {ci.get('mean_lower')}..{ci.get('mean_upper')}; "
@@ -305,7 +297,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     bench.add_argument("--split", default="test", choices=["train", "test", "all"])
     bench.add_argument("--scale", default=None, choices=SCALES, help="default: each suite's (medium)")
-    bench.add_argument("--cost", default="work", choices=["work", "wall"])
+    bench.add_argument("--cost", type=enum_arg(CostMode), default=CostMode.WORK, choices=tuple(CostMode))
     bench.add_argument(
         "--engine",
         default="sqlite",
@@ -340,7 +332,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--scale", default=None, choices=SCALES, help="default: the submission's scale, else each suite's"
     )
     val.add_argument(
-        "--cost", default=None, choices=["work", "wall"], help="default: the submission's, else work"
+        "--cost",
+        type=enum_arg(CostMode),
+        default=None,
+        choices=tuple(CostMode),
+        help="default: the submission's, else work",
     )
     val.add_argument(
         "--workers", type=int, default=_workers_default(), help="worker processes (0: in-process)"

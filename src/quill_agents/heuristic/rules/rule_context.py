@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-from quill_agents.heuristic.schema import Catalog
+from quill_agents.heuristic.catalog import Catalog
 from quill_agents.heuristic.sqlutil import conjuncts, is_literal, set_where
 
 

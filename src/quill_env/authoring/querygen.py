@@ -5,7 +5,7 @@ literal values drawn from the data) together with its reference optimization (a 
 and/or indexes), from a suite's metadata: the generator spec says what each column holds
 (serial key, foreign key, categorical, date, money, free text ...) and the built database says
 which constraints and indexes exist and which values occur. Nothing here decides whether a task
-is kept: :mod:`quill_env.taskgen` validates every candidate with the environment itself.
+is kept: :mod:`quill_env.authoring.taskgen` validates every candidate with the environment itself.
 
 Task text is data written like a person would write it; every literal goes through sqlglot's
 ``exp.convert`` so values are always correctly quoted.
@@ -22,6 +22,7 @@ import numpy as np
 from sqlglot import exp
 
 from quill_env import sqlbuild
+from quill_env.backends.sqlite import SQLiteBackend
 from quill_env.tasks import Suite
 
 NUMERIC = ("int", "float")
@@ -77,8 +78,6 @@ class SchemaInfo:
     """A suite's schema for the generator: tables, columns, relations and data samples."""
 
     def __init__(self, suite: Suite) -> None:
-        from quill_env.backends.sqlite import SQLiteBackend
-
         self.suite = suite
         self.small = apsw.Connection(str(suite.database("small")), flags=apsw.SQLITE_OPEN_READONLY)
         self.medium = apsw.Connection(str(suite.database("medium")), flags=apsw.SQLITE_OPEN_READONLY)
