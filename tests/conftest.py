@@ -1,7 +1,16 @@
 import os
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
+
+# Spawned worker processes unpickle test helpers by module name (``tests.test_workers._state``):
+# the checkout must be on the path they inherit, however pytest was started (``pytest`` puts its
+# script's directory first, ``python -m pytest`` the working directory).
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
 
 # Generated databases go to a throwaway cache, never the user's, and are built once per session.
 _CACHE = tempfile.mkdtemp(prefix="quill-test-cache-")
