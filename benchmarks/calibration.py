@@ -66,7 +66,7 @@ def measure_task(suite_name: str, task_id: str, scale: str) -> dict:
     task = suite.task(task_id)
     runner = TaskRunner.from_suite(suite, task, scale, EvalOptions(num_variants=0, num_twins=0))
     base = runner.baseline.main
-    act = parse_action(task.reference, runner.schema_view)
+    act = runner.parse_action(task.reference)
     backend = runner.backend
     with backend.scratch_indexes(act.indexes):
         cand = backend.execute(act.query_sql, Budget(max_seconds=600))
@@ -142,7 +142,7 @@ def fill_loop_opcodes(points: list[dict]) -> int:
         task = suite.task(point["task"])
         backend = shared_backend(str(suite.database(point["scale"])))
         view = SchemaView({k: [c.name.lower() for c in t.columns] for k, t in backend.tables().items()})
-        act = parse_action(task.reference, view)
+        act = parse_action(task.reference, view, rules=backend.sandbox_rules, dialect=backend.dialect)
         point["base"]["loop_opcodes"] = backend.loop_opcodes(task.query)
         with backend.scratch_indexes(act.indexes):
             point["cand"]["loop_opcodes"] = backend.loop_opcodes(act.query_sql)

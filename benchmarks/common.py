@@ -10,7 +10,6 @@ import time
 import apsw
 
 from quill_env import TaskRunner
-from quill_env.action_policy import parse_action
 from quill_env.twins import applied as twin_applied
 
 
@@ -19,7 +18,7 @@ def bare_seconds(runner: TaskRunner, action: str, *, twins: bool = True) -> floa
     the query, rollback) on the main database, on every twin (applied in a savepoint, as the
     environment does), on every variant and on every one-table-emptied copy, with no other Quill
     machinery."""
-    act = parse_action(action, runner.schema_view)
+    act = runner.parse_action(action)
     index_sql = [spec.to_sql(f"bare_{i}") for i, spec in enumerate(act.indexes)]
     total = 0.0
     for backend in [runner.backend, *runner.variant_backends, *runner.emptied_backends]:

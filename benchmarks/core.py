@@ -35,7 +35,6 @@ import calibration
 import quill_env
 from common import bare_seconds, json_in_fresh_processes
 from quill_env import EvalOptions, TaskRunner, WallOptions, get_suite
-from quill_env.action_policy import parse_action
 from quill_env.measure import interleaved
 from quill_env.reward import tier_reward
 
@@ -155,7 +154,7 @@ def padding(scale: str) -> dict:
         wall = None
         if result.correct:
             runner = TaskRunner.for_database(path, slow, EvalOptions(num_variants=0, num_twins=0))
-            act = parse_action(candidate, runner.schema_view)
+            act = runner.parse_action(candidate)
             clone = quill_env.backends.SQLiteBackend.from_bytes(runner.backend.serialize())
             conn = clone.connection
             conn.execute("SAVEPOINT pad")

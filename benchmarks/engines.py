@@ -41,7 +41,6 @@ from scipy.stats import spearmanr
 import quill_env
 from common import json_in_fresh_processes
 from quill_env import EvalOptions, TaskRunner, Verdict, WallOptions, get_suite, list_suites
-from quill_env.action_policy import parse_action
 from quill_env.backends import get_backend
 from quill_env.backends.base import Budget
 from quill_env.measure import calibrated, interleaved
@@ -77,7 +76,7 @@ def measure_task(suite_name: str, task_id: str, scale: str, engine: str) -> dict
         identity = runner.evaluate(runner.task.query)
         backend = runner.backend
         base = runner.baseline.main
-        act = parse_action(reference, runner.schema_view)
+        act = runner.parse_action(reference)
         with backend.scratch_indexes(act.indexes):
             cand = backend.execute(act.query_sql, Budget(max_seconds=600))
         cand_work = backend.work_of(cand.counters, reference=base.counters)

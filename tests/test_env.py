@@ -7,6 +7,7 @@ from gymnasium.utils.env_checker import check_env
 
 import quill_env
 from quill_env import EnvStateError
+from quill_env.prompt import build_messages
 from quill_env.registration import REGISTERED
 from quill_env.variants import VariantBuilder
 
@@ -30,7 +31,9 @@ def test_check_env_on_duckdb(shop_suite):
     env = gym.make("Quill-v1", suite="shop", scale="small", engine="duckdb")
     assert env.unwrapped.engine == "duckdb"
     check_env(env.unwrapped, skip_render_check=True)
-    env.reset(seed=0)
+    obs, _ = env.reset(seed=0)
+    assert obs["engine"] == "DuckDB"
+    assert "Database schema (DuckDB):" in build_messages(obs)[-1]["content"]  # the model is told
     task = env.unwrapped.task
     _obs, reward, terminated, _truncated, info = env.step(task.reference)
     assert terminated and info["verdict"] in ("improved", "no_gain") and reward >= 0
@@ -70,7 +73,8 @@ def test_same_seed_same_episodes(shop_suite):
 def test_observation_has_schema_query_and_plan(shop_suite):
     env = gym.make("Quill-v1", suite="shop", scale="small")
     obs, info = env.reset(seed=0)
-    assert set(obs) == {"schema", "query", "plan"}
+    assert set(obs) == {"schema", "query", "plan", "engine"}
+    assert obs["engine"] == "SQLite"
     assert "CREATE TABLE users" in obs["schema"] and "rows" in obs["schema"]
     assert obs["plan"].strip()
     assert info["task_id"].startswith("shop/")

@@ -24,6 +24,10 @@ from tests.engines import engine_params, write_database
 
 import quill_env
 from quill_env import evaluate
+from quill_env.action_policy import PolicyViolation, SchemaView, parse_action
+from quill_env.backends import get_backend
+from quill_env.backends.base import COMMON_DENIED_FUNCTIONS, SandboxRules
+from quill_env.evaluator import EvalOptions, TaskRunner
 
 SLOW_SQL = (
     "SELECT u.id, (SELECT COUNT(*) FROM orders o WHERE o.user_id = u.id) FROM users u WHERE u.country = 'NZ'"
@@ -522,3 +526,42 @@ def test_random_text_left_database_untouched(db):
 
 def test_quill_env_is_imported():
     assert "Quill-v1" in gym.registry and quill_env.Verdict("rejected")
+
+
+def test_sandbox_rules_come_from_the_engine():
+    """The policy refuses what the rules it is given name, and nothing engine-specific besides:
+    a user table that merely shares a catalog prefix stays readable."""
+    rules = SandboxRules(denied_functions=frozenset({"peek"}), internal_table_prefixes=("sys_",))
+    view = SchemaView({"sys_notes": ["a"], "t": ["a"]})
+
+    def parse(sql: str):
+        return parse_action(sql, view, rules=rules, dialect="sqlite")
+
+    assert parse("SELECT a FROM sys_notes").query_sql == "SELECT a FROM sys_notes"
+    assert parse("SELECT date() FROM t")  # no clock functions named: the engine's own gate decides
+    with pytest.raises(PolicyViolation, match="internal table 'sys_catalog'"):
+        parse("SELECT * FROM sys_catalog")
+    with pytest.raises(PolicyViolation, match=r"function peek\(\) is not allowed"):
+        parse("SELECT peek(a) FROM t")
+    with pytest.raises(PolicyViolation, match="'now' is non-deterministic"):
+        parse("SELECT a FROM t WHERE a > 'now'")
+
+
+@pytest.mark.parametrize("engine", engine_params())
+def test_every_engine_refuses_clock_and_random(engine):
+    """Whatever else an engine's rules name, the clock and random sources are always among them."""
+    rules = get_backend(engine).sandbox_rules
+    assert rules.denied_functions >= COMMON_DENIED_FUNCTIONS
+    assert rules.internal_table_prefixes, "each engine names its catalog tables"
+
+
+def test_engine_state_functions_are_refused_before_running(db):
+    """Reading engine state is refused by the policy itself (the first line), before anything runs."""
+    probe = "SELECT u.id, {f} FROM users u WHERE u.country = 'NZ'"
+    call = "sqlite_version()" if db.path.endswith(".db") else "current_setting('threads')"
+    runner = TaskRunner.for_database(db.path, SLOW_SQL, EvalOptions(num_variants=0, num_twins=0))
+    with pytest.raises(PolicyViolation, match="not allowed") as refused:
+        runner.parse_action(probe.format(f=call))
+    assert call.split("(")[0] in refused.value.message.lower()
+    assert evaluate(db.path, SLOW_SQL, probe.format(f=call)).verdict.value == "rejected"
+    _assert_untouched(db)

@@ -5,14 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from quill_agents.protocol import BaseAgent, Observation
+from quill_env.prompt import observed_query
 from quill_env.tasks import Task
-
-OUTPUT_NOTE = "\n-- the application reads only:"
-
-
-def observed_query(observation: Observation) -> str:
-    """The slow query of an observation, without the note on the columns the application reads."""
-    return observation["query"].split(OUTPUT_NOTE)[0].strip()
 
 
 class IdentityAgent(BaseAgent):

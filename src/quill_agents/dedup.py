@@ -9,7 +9,9 @@ import sqlglot
 from sqlglot import exp
 
 from quill_env.action_policy import PolicyViolation, SchemaView, parse_action
+from quill_env.backends.base import SandboxRules
 from quill_env.canonical import fingerprint
+from quill_env.dialect import SUITE_DIALECT
 
 
 def shape_fingerprint(sql: str, schema: Mapping[str, Mapping[str, str]] | None = None) -> str:
@@ -19,7 +21,7 @@ def shape_fingerprint(sql: str, schema: Mapping[str, Mapping[str, str]] | None =
     True
     """
     try:
-        tree = sqlglot.parse_one(sql, read="sqlite")
+        tree = sqlglot.parse_one(sql, read=SUITE_DIALECT)
     except sqlglot.errors.SqlglotError:
         return fingerprint(sql, schema)
     tree = tree.transform(lambda n: exp.Placeholder() if isinstance(n, exp.Literal) else n)
@@ -29,7 +31,7 @@ def shape_fingerprint(sql: str, schema: Mapping[str, Mapping[str, str]] | None =
 def action_fingerprint(action: str, view: SchemaView, schema: Mapping[str, Mapping[str, str]]) -> str:
     """A fingerprint of an action: its indexes (by table and columns) and its canonical query."""
     try:
-        act = parse_action(action, view, max_indexes=64)
+        act = parse_action(action, view, rules=SandboxRules(), dialect=SUITE_DIALECT, max_indexes=64)
     except PolicyViolation:
         return hashlib.sha1(" ".join(action.split()).lower().encode()).hexdigest()[:16]
     indexes = sorted(

@@ -34,16 +34,14 @@ from quill_agents.store import DRAWS_FILE, RECORDS_FILE, read_jsonl
 from quill_env.action_policy import split_statements
 from quill_env.authoring.augment import RenameMap, augment_suite, augment_task_text, rename_sql, schema_tables
 from quill_env.backends import open_backend
+from quill_env.dialect import SUITE_DIALECT
 from quill_env.errors import ConfigError, StoreError
 from quill_env.evaluator import TaskRunner
-from quill_env.prompt import build_messages, format_completion
+from quill_env.prompt import build_messages, format_completion, make_observation
 from quill_env.reward import Verdict
 from quill_env.tasks import Task, get_suite
 
 log = logging.getLogger(__name__)
-
-OUTPUT_NOTE = "\n-- the application reads only: "
-"""How an observation names the columns the application reads (as ``TaskRunner`` writes it)."""
 
 
 @dataclass(frozen=True)
@@ -131,10 +129,13 @@ class _Schema:
         """The observation ``TaskRunner.observation()`` would show for this query."""
         if query not in self._plans:
             self._plans[query] = self.backend.explain(query)
-        shown = query.strip()
-        if output_columns:
-            shown += f"{OUTPUT_NOTE}{', '.join(output_columns)}"
-        return {"schema": self.text, "query": shown, "plan": self._plans[query]}
+        return make_observation(
+            schema=self.text,
+            query=query,
+            plan=self._plans[query],
+            engine=self.backend.display_name,
+            output_columns=output_columns,
+        )
 
     def close(self) -> None:
         self.backend.close()
@@ -218,7 +219,8 @@ def _identifiers(texts: Iterable[str | None]) -> set[str]:
         try:
             for part in split_statements(text):
                 names.update(
-                    i.name.lower() for i in sqlglot.parse_one(part, read="sqlite").find_all(exp.Identifier)
+                    i.name.lower()
+                    for i in sqlglot.parse_one(part, read=SUITE_DIALECT).find_all(exp.Identifier)
                 )
         except sqlglot.errors.SqlglotError:
             continue

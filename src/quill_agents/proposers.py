@@ -20,6 +20,7 @@ from quill_agents.heuristic import HeuristicAgent
 from quill_agents.teacher import TeacherAgent, TeacherConfig
 from quill_env.action_policy import split_statements
 from quill_env.authoring.querygen import Candidate
+from quill_env.dialect import SUITE_DIALECT
 from quill_env.errors import ConfigError, UnknownNameError
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def _mutations(query: str, reference: str) -> list[str]:
         out.append(ref_query)
         out.append(";\n".join([*indexes, query]))
     try:
-        tree = sqlglot.parse_one(ref_query, read="sqlite")
+        tree = sqlglot.parse_one(ref_query, read=SUITE_DIALECT)
         flipped = False
         for node in tree.find_all(exp.EQ, exp.GT, exp.LT):
             new = {exp.EQ: exp.NEQ, exp.GT: exp.LTE, exp.LT: exp.GTE}[type(node)]
@@ -82,7 +83,7 @@ def _mutations(query: str, reference: str) -> list[str]:
             flipped = True
             break
         if flipped:
-            out.append(";\n".join([*indexes, tree.sql("sqlite")]))
+            out.append(";\n".join([*indexes, tree.sql(SUITE_DIALECT)]))
     except sqlglot.errors.SqlglotError:
         pass
     return out

@@ -17,26 +17,13 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import Tokenizer, TokenType
 
-from quill_env.backends.base import IndexSpec
+from quill_env.backends.base import IndexSpec, SandboxRules
+from quill_env.dialect import SUITE_DIALECT
 from quill_env.prompt import extract_sql
 from quill_env.reward import Verdict
 
 MAX_ACTION_CHARS = 100_000
 """Actions longer than this are refused before parsing."""
-
-DENIED_FUNCTIONS = frozenset(
-    {
-        "random", "randomblob", "rand", "load_extension", "readfile", "writefile", "edit",
-        "fts3_tokenizer", "changes", "total_changes", "last_insert_rowid", "sqlite_version",
-        "sqlite_source_id", "sqlite_compileoption_get", "sqlite_compileoption_used",
-        "sqlite_offset", "current_date", "current_time", "current_timestamp",
-        "current_datetime", "now",
-    }
-)  # fmt: skip
-"""Functions that are non-deterministic, touch files, or leak engine state."""
-
-TIME_FUNCTIONS = frozenset({"date", "time", "datetime", "julianday", "unixepoch", "timediff"})
-"""SQLite date functions: called without arguments they read the current time."""
 
 _NONDETERMINISTIC_NODES = (
     exp.Rand,
@@ -93,7 +80,7 @@ def encodable(text: str) -> bool:
     return True
 
 
-def split_statements(sql: str, dialect: str = "sqlite") -> list[str]:
+def split_statements(sql: str, dialect: str = SUITE_DIALECT) -> list[str]:
     """Split SQL text into statement texts at top-level semicolons, using sqlglot's tokenizer.
 
     >>> split_statements("CREATE INDEX i ON t(a); SELECT ';' FROM t;")
@@ -115,23 +102,27 @@ def _function_name(node: exp.Func) -> str:
     return node.sql_name().lower()
 
 
-def _check_functions(query: exp.Expression) -> None:
+def _check_functions(query: exp.Expression, rules: SandboxRules, dialect: str) -> None:
     for node in query.walk():
         if isinstance(node, _NONDETERMINISTIC_NODES):
             raise PolicyViolation(
                 Verdict.REJECTED,
-                f"non-deterministic function {node.sql('sqlite')!r} is not allowed",
+                f"non-deterministic function {node.sql(dialect)!r} is not allowed",
             )
         if isinstance(node, exp.Func):
             name = _function_name(node)
-            if name in DENIED_FUNCTIONS:
+            if name in rules.denied_functions:
                 raise PolicyViolation(Verdict.REJECTED, f"function {name}() is not allowed")
-            if _maybe_time_function(node, name) and _sqlite_name(node) in TIME_FUNCTIONS | {"strftime"}:
-                _check_time_arguments(node)
+            if (
+                rules.clock_functions
+                and _maybe_time_function(node, name, rules)
+                and _rendered_name(node, dialect) in rules.clock_functions
+            ):
+                _check_time_arguments(node, rules, dialect)
         if (
             isinstance(node, exp.Literal)
             and node.is_string
-            and node.this.strip().lower() in ("now", "localtime", "utc")
+            and node.this.strip().lower() in rules.clock_values
         ):
             raise PolicyViolation(
                 Verdict.REJECTED, f"the time value {node.this!r} is non-deterministic; not allowed"
@@ -143,27 +134,28 @@ def _check_functions(query: exp.Expression) -> None:
 _TIME_CLASS_WORDS = ("date", "time", "unix", "epoch", "julian", "str")
 
 
-def _maybe_time_function(node: exp.Func, name: str) -> bool:
-    """Whether this node may render as a SQLite date function (a cheap filter; rendering is costly)."""
+def _maybe_time_function(node: exp.Func, name: str, rules: SandboxRules) -> bool:
+    """Whether this node may render as a clock function (a cheap filter; rendering is costly)."""
     if isinstance(node, exp.Anonymous):
-        return name in TIME_FUNCTIONS or name == "strftime"
+        return name in rules.clock_functions
     if isinstance(node, (exp.Connector, exp.Binary, exp.AggFunc)):
         return False
     cls = type(node).__name__.lower()
     return any(word in cls for word in _TIME_CLASS_WORDS)
 
 
-def _sqlite_name(node: exp.Func) -> str:
-    return node.sql("sqlite").split("(", 1)[0].strip().lower()
+def _rendered_name(node: exp.Func, dialect: str) -> str:
+    """The function's name as the engine sees it (sqlglot's node classes span several names)."""
+    return node.sql(dialect).split("(", 1)[0].strip().lower()
 
 
-def _check_time_arguments(node: exp.Func) -> None:
+def _check_time_arguments(node: exp.Func, rules: SandboxRules, dialect: str) -> None:
     """Date functions read the clock with no argument or a time value of 'now' (or 'localtime').
 
     So their arguments must be columns, literals or other date functions, never an expression
     that could evaluate to 'now' at run time.
     """
-    name = _sqlite_name(node)
+    name = _rendered_name(node, dialect)
     args = list(node.iter_expressions())
     if not args:
         raise PolicyViolation(Verdict.REJECTED, f"{name}() without arguments reads the clock; not allowed")
@@ -172,13 +164,13 @@ def _check_time_arguments(node: exp.Func) -> None:
         if isinstance(inner, (exp.Column, exp.Literal)):
             continue
         if isinstance(inner, exp.Func) and (
-            _sqlite_name(inner) in TIME_FUNCTIONS | {"strftime"} or "(" not in inner.sql("sqlite")
+            _rendered_name(inner, dialect) in rules.clock_functions or "(" not in inner.sql(dialect)
         ):
             continue
         raise PolicyViolation(
             Verdict.REJECTED,
             f"{name}(): arguments must be columns, literals or date functions "
-            f"(an expression could evaluate to 'now'); got {arg.sql('sqlite')!r}",
+            f"(an expression could evaluate to 'now'); got {arg.sql(dialect)!r}",
         )
 
 
@@ -186,25 +178,27 @@ def _cte_names(query: exp.Expression) -> set[str]:
     return {cte.alias_or_name.lower() for cte in query.find_all(exp.CTE)}
 
 
-def _check_tables(query: exp.Expression, schema: SchemaView, allow_values: bool) -> None:
+def _check_tables(
+    query: exp.Expression, schema: SchemaView, rules: SandboxRules, dialect: str, allow_values: bool
+) -> None:
     ctes = _cte_names(query)
     for table in query.find_all(exp.Table):
         if not isinstance(table.this, exp.Identifier):
             raise PolicyViolation(
-                Verdict.REJECTED,
-                f"table-valued function {table.this.sql('sqlite')!r} is not allowed",
+                Verdict.REJECTED, f"table-valued function {table.this.sql(dialect)!r} is not allowed"
             )
         if table.args.get("catalog") is not None or (
-            table.args.get("db") is not None and table.db.lower() != "main"
+            table.args.get("db") is not None and table.db.lower() != rules.default_schema
         ):
             raise PolicyViolation(
-                Verdict.REJECTED, f"schema-qualified table {table.sql('sqlite')!r} is not allowed"
+                Verdict.REJECTED, f"schema-qualified table {table.sql(dialect)!r} is not allowed"
             )
         name = table.name.lower()
-        if name.startswith("sqlite_"):
+        if name in ctes or schema.has_table(name):
+            continue
+        if name.startswith(rules.internal_table_prefixes):
             raise PolicyViolation(Verdict.REJECTED, f"reading internal table {name!r} is refused")
-        if name not in ctes and not schema.has_table(name):
-            raise PolicyViolation(Verdict.REJECTED, f"no such table: {table.name}")
+        raise PolicyViolation(Verdict.REJECTED, f"no such table: {table.name}")
     if not allow_values and query.find(exp.Values) is not None:
         raise PolicyViolation(Verdict.REJECTED, "hard-coded rows (VALUES) are not allowed")
 
@@ -221,7 +215,7 @@ def _statement_kind(stmt: exp.Expression) -> str:
     return type(stmt).__name__.upper()
 
 
-def _parse_index(stmt: exp.Create, schema: SchemaView) -> IndexSpec:
+def _parse_index(stmt: exp.Create, schema: SchemaView, rules: SandboxRules, dialect: str) -> IndexSpec:
     index = stmt.this
     if not isinstance(index, exp.Index) or index.args.get("table") is None:
         raise PolicyViolation(Verdict.REJECTED, "malformed CREATE INDEX")
@@ -232,7 +226,7 @@ def _parse_index(stmt: exp.Create, schema: SchemaView) -> IndexSpec:
         raise PolicyViolation(Verdict.REJECTED, "partial indexes (CREATE INDEX ... WHERE) are not allowed")
     table = index.args["table"]
     tname = table.name.lower()
-    if table.args.get("db") is not None and table.db.lower() != "main":
+    if table.args.get("db") is not None and table.db.lower() != rules.default_schema:
         raise PolicyViolation(Verdict.REJECTED, "indexes may only be built on tables of the main database")
     if tname not in schema.tables:
         raise PolicyViolation(Verdict.REJECTED, f"CREATE INDEX on unknown table {table.name!r}")
@@ -243,8 +237,7 @@ def _parse_index(stmt: exp.Create, schema: SchemaView) -> IndexSpec:
         if not isinstance(col, exp.Column) or col.table:
             raise PolicyViolation(
                 Verdict.REJECTED,
-                f"index term {col.sql('sqlite')!r} is not a plain column "
-                "(expression indexes are not allowed)",
+                f"index term {col.sql(dialect)!r} is not a plain column (expression indexes are not allowed)",
             )
         if col.name.lower() not in schema.tables[tname]:
             raise PolicyViolation(
@@ -262,8 +255,9 @@ def parse_action(
     text: object,
     schema: SchemaView,
     *,
+    rules: SandboxRules,
+    dialect: str,
     max_indexes: int = 3,
-    dialect: str = "sqlite",
     allow_values: bool = False,
 ) -> Action:
     """Parse and check an action, or raise :class:`PolicyViolation`.
@@ -271,8 +265,9 @@ def parse_action(
     Args:
         text: the agent's output (plain SQL or a completion with a markdown ``sql`` fence).
         schema: the task database's tables and columns.
-        max_indexes: the most ``CREATE INDEX`` statements allowed before the query.
+        rules: what the engine's actions may not name (the backend's ``sandbox_rules``).
         dialect: the sqlglot dialect of the backend.
+        max_indexes: the most ``CREATE INDEX`` statements allowed before the query.
         allow_values: permit ``VALUES`` (only when the original query itself uses it).
 
     Raises:
@@ -324,14 +319,14 @@ def parse_action(
                 Verdict.REJECTED,
                 f"{_statement_kind(stmt)} is not allowed: only CREATE INDEX may precede the query",
             )
-        indexes.append(_parse_index(stmt, schema))
+        indexes.append(_parse_index(stmt, schema, rules, dialect))
     if len(indexes) > max_indexes:
         raise PolicyViolation(
             Verdict.REJECTED, f"{len(indexes)} CREATE INDEX statements; at most {max_indexes} allowed"
         )
     try:
-        _check_tables(last, schema, allow_values)
-        _check_functions(last)
+        _check_tables(last, schema, rules, dialect, allow_values)
+        _check_functions(last, rules, dialect)
     except RecursionError:
         raise PolicyViolation(Verdict.REJECTED, "SQL is nested too deeply") from None
     return Action(query_sql=texts[-1], query=last, indexes=tuple(indexes))

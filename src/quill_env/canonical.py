@@ -18,11 +18,15 @@ from sqlglot.optimizer.normalize import normalize
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.simplify import simplify
 
+from quill_env.dialect import SUITE_DIALECT
+
 SchemaMap = Mapping[str, Mapping[str, str]]
 """Table -> column -> type, as sqlglot's optimizer takes it."""
 
 
-def canonical_sql(sql: str | exp.Expression, schema: SchemaMap | None = None, dialect: str = "sqlite") -> str:
+def canonical_sql(
+    sql: str | exp.Expression, schema: SchemaMap | None = None, dialect: str = SUITE_DIALECT
+) -> str:
     """The canonical text of a query.
 
     >>> s = {"users": {"id": "INT", "name": "TEXT"}}
@@ -49,6 +53,8 @@ def canonical_sql(sql: str | exp.Expression, schema: SchemaMap | None = None, di
     return tree.sql(dialect=dialect, normalize=True)
 
 
-def fingerprint(sql: str | exp.Expression, schema: SchemaMap | None = None, dialect: str = "sqlite") -> str:
+def fingerprint(
+    sql: str | exp.Expression, schema: SchemaMap | None = None, dialect: str = SUITE_DIALECT
+) -> str:
     """A short hash of :func:`canonical_sql` (dataset de-duplication key)."""
     return hashlib.sha1(canonical_sql(sql, schema, dialect).encode()).hexdigest()[:16]

@@ -115,6 +115,7 @@ class SQLOptEnv(gym.Env[dict, str]):
             "schema": _text(MAX_OBSERVATION_CHARS),
             "query": _text(MAX_ACTION_CHARS),
             "plan": _text(MAX_OBSERVATION_CHARS),
+            "engine": _text(64),
         }
         if max_attempts > 1:
             obs["feedback"] = _text(MAX_OBSERVATION_CHARS)

@@ -32,6 +32,7 @@ from quill_env.compare import OrderPolicy, compare_rows, tie_segments
 from quill_env.errors import BaselineError, ConfigError, IndexBuildError, UnknownNameError
 from quill_env.lineage import lineage_rowids
 from quill_env.measure import CostMode, WallMeasurement, WallOptions, interleaved, meter_for
+from quill_env.prompt import make_observation
 from quill_env.provenance import FAILED, LiteralGuard, LiteralPolicy
 from quill_env.reward import RewardConfig, Verdict, compute_reward
 from quill_env.runners import file_key, runner_cache, shared_backend, variants_for
@@ -460,11 +461,14 @@ class TaskRunner:
         return self.backend.explain(self.task.query)
 
     def observation(self) -> dict[str, str]:
-        """The observation of this task: schema, query and plan."""
-        query = self.task.query.strip()
-        if self.task.output_columns:
-            query += f"\n-- the application reads only: {', '.join(self.task.output_columns)}"
-        return {"schema": self.schema_text, "query": query, "plan": self.plan_text}
+        """The observation of this task: schema, query, plan and engine."""
+        return make_observation(
+            schema=self.schema_text,
+            query=self.task.query,
+            plan=self.plan_text,
+            engine=self.backend.display_name,
+            output_columns=self.task.output_columns,
+        )
 
     # --- scoring ---------------------------------------------------------------------------
 
@@ -586,16 +590,25 @@ class TaskRunner:
                         pending.append(sqlglot.parse_one(info.sql, read=self.backend.dialect))
         return sorted(name for name in found if not tables[name].is_view)
 
+    def parse_action(self, action: object) -> Action:
+        """``action`` parsed and checked by the sandbox policy of this task's engine.
+
+        Raises:
+            PolicyViolation: the action is not SQL, or is refused.
+        """
+        return parse_action(
+            action,
+            self.schema_view,
+            rules=self.backend.sandbox_rules,
+            dialect=self.backend.dialect,
+            max_indexes=self.options.reward.max_indexes,
+            allow_values=self.query.find(exp.Values) is not None,
+        )
+
     def _police(self, action: object) -> Action | None:
         """The parsed action, ``None`` when it is the original unchanged; raises PolicyViolation."""
         cfg = self.options
-        act = parse_action(
-            action,
-            self.schema_view,
-            max_indexes=cfg.reward.max_indexes,
-            dialect=self.backend.dialect,
-            allow_values=self.query.find(exp.Values) is not None,
-        )
+        act = self.parse_action(action)
         if not act.indexes and _plain_sql(act.query, self.backend.dialect) == self._normalized:
             return None
         anti_hacking(self.query, act.query)

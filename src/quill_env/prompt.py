@@ -1,13 +1,14 @@
-"""The one prompt format: observation -> chat messages, completion -> SQL.
+"""The one observation and prompt format: task -> observation -> chat messages, completion -> SQL.
 
-Every LLM-facing component (teacher, policy agent, trainers) goes through this module so a
-model sees the same format in data generation, training and evaluation.
+Every component that shows a task to a model (the environment, the data export, the teacher,
+the policy agent, the trainers) goes through this module, so a model sees the same format in
+data generation, training and evaluation, whichever engine the task runs on.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 SYSTEM_PROMPT = (
     "You are an expert database engineer. You rewrite slow SQL queries so they return exactly "
@@ -21,6 +22,50 @@ SYSTEM_PROMPT = (
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)```", re.DOTALL)
 _OPEN_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*)\Z", re.DOTALL)
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+
+
+SQL_FENCE_LANGUAGES = frozenset({"sql", "sqlite", "duckdb", "postgres", "postgresql", "psql", "mysql"})
+"""Markdown fence languages that mark a SQL block in a completion (models tag fences with the
+engine's name as often as with ``sql``)."""
+
+OUTPUT_NOTE = "\n-- the application reads only: "
+"""What follows the slow query in an observation when the application reads only some columns."""
+
+LEGACY_ENGINE = "SQLite"
+"""The engine of an observation without an ``engine`` key (all were SQLite's before the key)."""
+
+
+def make_observation(
+    *, schema: str, query: str, plan: str, engine: str, output_columns: Sequence[str] | None = None
+) -> dict[str, str]:
+    """The observation of a task: its schema, slow query (with the output note), plan and engine.
+
+    >>> make_observation(schema="CREATE TABLE t (a INT);", query="SELECT * FROM t ", plan="SCAN t",
+    ...                  engine="SQLite", output_columns=["a"])["query"]
+    'SELECT * FROM t\\n-- the application reads only: a'
+    """
+    shown = query.strip()
+    if output_columns:
+        shown += OUTPUT_NOTE + ", ".join(output_columns)
+    return {"schema": schema, "query": shown, "plan": plan, "engine": engine}
+
+
+def observed_query(observation: Mapping[str, str]) -> str:
+    """The slow query of an observation, without the note on the columns the application reads."""
+    return observation["query"].split(OUTPUT_NOTE.rstrip())[0].strip()
+
+
+def observed_output_columns(observation: Mapping[str, str]) -> tuple[str, ...] | None:
+    """The columns the application reads, from the observation's note (``None`` when absent).
+
+    >>> observed_output_columns({"query": "SELECT * FROM t\\n-- the application reads only: id, total"})
+    ('id', 'total')
+    """
+    _, sep, note = observation["query"].partition(OUTPUT_NOTE.rstrip())
+    if not sep:
+        return None
+    cols = tuple(c.strip() for c in note.strip().split(",") if c.strip())
+    return cols or None
 
 
 def extract_sql(completion: str) -> str:
@@ -38,7 +83,7 @@ def extract_sql(completion: str) -> str:
     text = _THINK.sub("", completion)
     blocks = _FENCE.findall(text)
     if blocks:
-        sql_blocks = [body for lang, body in blocks if lang.lower() in ("sql", "sqlite")]
+        sql_blocks = [body for lang, body in blocks if lang.lower() in SQL_FENCE_LANGUAGES]
         return (sql_blocks or [body for _, body in blocks])[-1].strip()
     tail = _OPEN_FENCE.search(text)
     if tail:
@@ -67,8 +112,8 @@ def build_messages(
     """Turn an observation into chat messages for an instruction-tuned model.
 
     Args:
-        observation: a ``Quill-v1`` observation with ``schema``, ``query`` and ``plan`` (and
-            ``feedback`` in multi-turn episodes).
+        observation: a ``Quill-v1`` observation with ``schema``, ``query``, ``plan`` and
+            ``engine`` (and ``feedback`` in multi-turn episodes).
         max_indexes: how many ``CREATE INDEX`` statements the prompt allows.
         system: include the system message (some chat templates have none).
 
@@ -76,7 +121,8 @@ def build_messages(
         A list of ``{"role", "content"}`` dicts.
     """
     user = (
-        f"Database schema (SQLite):\n```sql\n{observation['schema'].strip()}\n```\n\n"
+        f"Database schema ({observation.get('engine') or LEGACY_ENGINE}):\n"
+        f"```sql\n{observation['schema'].strip()}\n```\n\n"
         f"Slow query:\n```sql\n{observation['query'].strip()}\n```\n\n"
         f"Query plan of the slow query:\n```\n{observation.get('plan', '').strip()}\n```\n"
     )

@@ -33,6 +33,7 @@ from enum import Enum
 from sqlglot import exp
 
 from quill_env.action_policy import PolicyViolation
+from quill_env.dialect import SUITE_DIALECT
 from quill_env.reward import Verdict
 
 Value = object
@@ -417,7 +418,7 @@ class LiteralGuard:
             PolicyViolation: ``rejected``, naming the constant (the rewrite's own text, never data).
         """
         for const in constants(candidate, self.evaluate, string_columns=string_columns):
-            shown = const.node.sql("sqlite")
+            shown = const.node.sql(SUITE_DIALECT)
             shown = shown if len(shown) <= 60 else shown[:57] + "..."
             if const.value is FAILED:
                 raise PolicyViolation(

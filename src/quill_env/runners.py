@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, Protocol, TypeVar
 
-from quill_env.backends import open_backend
+from quill_env.backends import DEFAULT_ENGINE, open_backend
 from quill_env.backends.base import Backend
 from quill_env.errors import ConfigError, DatabaseError
 from quill_env.variants import Variant, VariantBuilder
@@ -92,7 +92,7 @@ def variants_for(
 
 
 def suite_runner_key(
-    suite: object, task: object, scale: str | None, options: object, engine: str = "sqlite"
+    suite: object, task: object, scale: str | None, options: object, engine: str = DEFAULT_ENGINE
 ) -> tuple:
     """The cache key of a suite task's runner, the same wherever it is built (env, pool, trainers).
 

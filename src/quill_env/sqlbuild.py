@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 from sqlglot import exp
 
+from quill_env.dialect import SUITE_DIALECT
+
 
 def table(name: str) -> exp.Table:
     """A quoted table reference.
@@ -21,7 +23,7 @@ def column(name: str) -> exp.Column:
     return exp.Column(this=exp.to_identifier(name, quoted=True))
 
 
-def insert(name: str, columns: Sequence[str], *, dialect: str = "sqlite", ignore: bool = False) -> str:
+def insert(name: str, columns: Sequence[str], *, dialect: str = SUITE_DIALECT, ignore: bool = False) -> str:
     """A parameterized INSERT for ``columns`` of table ``name``.
 
     >>> insert("t", ["a", "b"], ignore=True)
@@ -35,7 +37,7 @@ def insert(name: str, columns: Sequence[str], *, dialect: str = "sqlite", ignore
     return stmt.sql(dialect)
 
 
-def insert_row(name: str, width: int, *, dialect: str = "sqlite") -> str:
+def insert_row(name: str, width: int, *, dialect: str = SUITE_DIALECT) -> str:
     """A parameterized INSERT of whole rows (``width`` values in column order) into ``name``.
 
     >>> insert_row("t", 2)
@@ -48,7 +50,7 @@ def insert_row(name: str, width: int, *, dialect: str = "sqlite") -> str:
     return stmt.sql(dialect)
 
 
-def count_rows(name: str, dialect: str = "sqlite") -> str:
+def count_rows(name: str, dialect: str = SUITE_DIALECT) -> str:
     """``SELECT COUNT(*) FROM name``.
 
     >>> count_rows("users")

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from quill_env._version import DATA_FORMAT
-from quill_env.backends import get_backend
+from quill_env.backends import DEFAULT_ENGINE, get_backend
 from quill_env.datagen import generate_tables, spec_hash
+from quill_env.dialect import SUITE_DIALECT
 from quill_env.errors import ConfigError, SuiteError, UnknownNameError
 from quill_env.paths import cache_dir
 
@@ -126,7 +127,7 @@ class Suite:
         self.default_scale: str = str(spec.get("default_scale", "medium"))
         self.variant_count: int = int(spec.get("variants", {}).get("count", 8))
         self.variant_rows: int = int(spec.get("variants", {}).get("rows_per_table", 40))
-        self.dialect: str = str(spec.get("dialect", "sqlite"))
+        self.dialect: str = str(spec.get("dialect", SUITE_DIALECT))
         """The dialect the schema and the tasks are written in (other engines run them ported)."""
         self.path = path
         self.tasks: list[Task] = list(tasks)
@@ -198,7 +199,9 @@ class Suite:
 
     # --- databases -------------------------------------------------------------------------
 
-    def database(self, scale: str | None = None, *, rebuild: bool = False, engine: str = "sqlite") -> Path:
+    def database(
+        self, scale: str | None = None, *, rebuild: bool = False, engine: str = DEFAULT_ENGINE
+    ) -> Path:
         """Path of the generated database at ``scale`` for ``engine``, built and cached when needed.
 
         Every engine gets the same generated rows; the schema is ported from :attr:`dialect`.
@@ -207,7 +210,7 @@ class Suite:
         if scale != VARIANT_SCALE and scale not in self.scales:
             raise UnknownNameError("scale", scale, self.scales)
         cls = get_backend(engine)
-        suffix = ".db" if cls.name == "sqlite" else cls.file_suffixes[0]
+        suffix = cls.file_suffixes[0]
         target = cache_dir() / "suites" / f"{self.name}-{self.data_hash}-{scale}{suffix}"
         if target.exists() and not rebuild:
             return target

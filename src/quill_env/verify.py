@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlglot import exp
 
 from quill_env.action_policy import PolicyViolation
+from quill_env.dialect import SUITE_DIALECT
 from quill_env.reward import Verdict
 
 KEY_PREFIX = "__quill_key"
@@ -40,7 +41,7 @@ def top_order(tree: exp.Expression) -> exp.Order | None:
     return tree.args.get("order") if isinstance(tree, exp.Query) else None
 
 
-def order_plan(tree: exp.Query, dialect: str = "sqlite") -> OrderPlan:
+def order_plan(tree: exp.Query, dialect: str = SUITE_DIALECT) -> OrderPlan:
     """Work out how the original's ORDER BY keys map to its output (see :class:`OrderPlan`)."""
     order = top_order(tree)
     if order is None:

@@ -16,6 +16,7 @@ from sqlglot import exp
 
 from quill_agents.heuristic.catalog import Catalog, TableMeta
 from quill_agents.heuristic.sqlutil import conjuncts, is_literal, owner, sources
+from quill_env.dialect import SUITE_DIALECT
 
 MAX_COVERING = 4
 """The most columns a covering candidate may have."""
@@ -42,7 +43,7 @@ class IndexCandidate:
                 params=exp.IndexParameters(columns=[exp.column(c) for c in self.columns]),
             ),
         )
-        return stmt.sql("sqlite") + ";"
+        return stmt.sql(SUITE_DIALECT) + ";"
 
 
 @dataclass

@@ -17,6 +17,8 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import Tokenizer
 
+from quill_env.dialect import SUITE_DIALECT
+
 _ROWS = re.compile(r"^--\s*(\S+):\s*([\d,]+)\s+rows\s*$")
 
 
@@ -126,7 +128,7 @@ def parse_schema(text: str) -> Catalog:
         if m:
             rows[m.group(1).lower()] = int(m.group(2).replace(",", ""))
     try:
-        statements = sqlglot.parse(text, read="sqlite")
+        statements = sqlglot.parse(text, read=SUITE_DIALECT)
     except (ParseError, TokenError):
         statements = []
     for stmt in statements:

@@ -13,20 +13,19 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlglot import exp
 
-from quill_agents.baselines import OUTPUT_NOTE, observed_query
 from quill_agents.heuristic.advisor import IndexCandidate, advise, index_specs
 from quill_agents.heuristic.catalog import Catalog, parse_schema
 from quill_agents.heuristic.rewrites import ALTERNATIVES, RULES, Context, rewrite, select_star_to_columns
 from quill_agents.heuristic.sqlutil import parse, render
 from quill_agents.protocol import BaseAgent, Observation
-from quill_env.backends.base import IndexSpec
-from quill_env.backends.sqlite import SQLiteBackend
+from quill_env.backends import open_backend
+from quill_env.backends.base import Backend, IndexSpec
 from quill_env.errors import IndexBuildError
 from quill_env.evaluator import EvalOptions, TaskRunner
+from quill_env.prompt import observed_output_columns, observed_query
 
 MIN_ROWS = 200
 """Tables smaller than this get no index offline (a scan is already cheap)."""
@@ -47,26 +46,13 @@ class Candidate:
         return "\n".join([*(i.sql() for i in self.indexes), self.query])
 
 
-def output_columns(observation: Observation) -> tuple[str, ...] | None:
-    """The columns the application reads, from the observation's note (``None`` when absent).
-
-    >>> output_columns({"query": "SELECT * FROM t\\n-- the application reads only: id, total"})
-    ('id', 'total')
-    """
-    _, sep, note = observation["query"].partition(OUTPUT_NOTE)
-    if not sep:
-        return None
-    cols = tuple(c.strip() for c in note.strip().split(",") if c.strip())
-    return cols or None
-
-
 class HeuristicAgent(BaseAgent):
     """A rule-based SQL optimizer: safe AST rewrites plus an index advisor.
 
     Args:
-        database: path of the task's SQLite database. When given, candidates are measured
-            with the environment's own scoring and the best one is submitted; otherwise the
-            agent works from the observation alone.
+        database: path or URL of the task's database (any engine). When given, candidates are
+            measured with the environment's own scoring and the best one is submitted; otherwise
+            the agent works from the observation alone.
         max_indexes: the most ``CREATE INDEX`` statements in one action.
         options: scoring options for database mode (fields of ``quill_env.EvalOptions``).
 
@@ -88,7 +74,7 @@ class HeuristicAgent(BaseAgent):
         max_indexes: int = 3,
         options: dict | None = None,
     ) -> None:
-        self.database = str(Path(database)) if database is not None else None
+        self.database = os.fspath(database) if database is not None else None
         self.max_indexes = max_indexes
         self.options = dict(options or {})
         self._backend = None
@@ -104,7 +90,7 @@ class HeuristicAgent(BaseAgent):
     ) -> list[tuple[str, exp.Expression | None, tuple]]:
         """``(text, tree, rules)`` of the original and each distinct rewrite, preferred first."""
         text = observed_query(observation)
-        wanted = output_columns(observation)
+        wanted = observed_output_columns(observation)
         ctx = Context(catalog, wanted)
         tree = parse(text)
         if tree is None:
@@ -176,10 +162,10 @@ class HeuristicAgent(BaseAgent):
     # --- database mode ---------------------------------------------------------------------
 
     @property
-    def backend(self):
+    def backend(self) -> Backend:
         """The agent's own copy of the database, for plans with scratch indexes."""
         if self._backend is None:
-            self._backend = SQLiteBackend.open(self.database)
+            self._backend = open_backend(self.database)
         return self._backend
 
     def used_indexes(self, query: str, indexes: Sequence[IndexCandidate]) -> list[IndexCandidate]:
@@ -199,7 +185,7 @@ class HeuristicAgent(BaseAgent):
             self.database,
             observed_query(observation),
             EvalOptions.from_kwargs(**self.options),
-            output_columns=output_columns(observation),
+            output_columns=observed_output_columns(observation),
         )
         trials: dict[str, Candidate] = {}
         for cand in cands:

@@ -15,6 +15,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from quill_agents.heuristic.catalog import Catalog, TableMeta
+from quill_env.dialect import SUITE_DIALECT
 
 AGGREGATES = (exp.Count, exp.Sum, exp.Avg, exp.Min, exp.Max)
 """Aggregate calls the rules understand (empty input: COUNT gives 0, the others NULL)."""
@@ -27,7 +28,7 @@ def parse(sql: str) -> exp.Expression | None:
     'SELECT a FROM t, u WHERE t.x = u.y'
     """
     try:
-        tree = sqlglot.parse_one(sql, read="sqlite")
+        tree = sqlglot.parse_one(sql, read=SUITE_DIALECT)
     except (ParseError, TokenError, RecursionError):
         return None
     if not isinstance(tree, exp.Query):
@@ -40,7 +41,7 @@ def parse(sql: str) -> exp.Expression | None:
 
 def render(tree: exp.Expression) -> str:
     """The SQLite text of a (possibly rewritten) query."""
-    return tree.sql("sqlite")
+    return tree.sql(SUITE_DIALECT)
 
 
 def conjuncts(expr: exp.Expression | None) -> list[exp.Expression]:

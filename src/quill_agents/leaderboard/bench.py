@@ -64,7 +64,7 @@ class BenchConfig:
     split: str = "test"
     scale: str | None = None
     cost: CostMode = CostMode.WORK
-    engine: str = "sqlite"
+    engine: str = DEFAULT_ENGINE
     workers: int = 2
     task_ids: Sequence[str] | None = None
     limit: int | None = None
@@ -151,7 +151,7 @@ def suite_ref(suite: Suite) -> str:
     return suite.name
 
 
-def _prepare(suites: Sequence[Suite], scale: str | None, engine: str = "sqlite") -> None:
+def _prepare(suites: Sequence[Suite], scale: str | None, engine: str = DEFAULT_ENGINE) -> None:
     """Build the databases once here, so workers never race to generate them."""
     for suite in suites:
         suite.database(scale, engine=engine)

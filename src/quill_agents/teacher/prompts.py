@@ -15,6 +15,7 @@ from sqlglot.tokens import Tokenizer, TokenType
 
 from quill_env.action_policy import split_statements
 from quill_env.authoring.querygen import FAMILIES
+from quill_env.dialect import SUITE_DIALECT
 from quill_env.errors import UnknownNameError
 from quill_env.prompt import extract_sql
 
@@ -119,7 +120,7 @@ def slow_query_messages(
 
 def _first_token(sql: str) -> TokenType | None:
     try:
-        tokens = Tokenizer(dialect="sqlite").tokenize(sql)
+        tokens = Tokenizer(dialect=SUITE_DIALECT).tokenize(sql)
     except (TokenError, ValueError):
         return None
     return tokens[0].token_type if tokens else None
@@ -150,7 +151,9 @@ def slow_query_from_completion(text: str) -> str | None:
         return None
     try:
         statements = split_statements(sql)
-        if len(statements) != 1 or not isinstance(sqlglot.parse_one(statements[0], read="sqlite"), exp.Query):
+        if len(statements) != 1 or not isinstance(
+            sqlglot.parse_one(statements[0], read=SUITE_DIALECT), exp.Query
+        ):
             return None
     except (ParseError, TokenError, RecursionError, ValueError):
         return None

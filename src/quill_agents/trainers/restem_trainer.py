@@ -58,10 +58,10 @@ def evaluate_policy(
     task_ids = list(observations)
     actions = agent.act_batch([observations[t] for t in task_ids])
     results = reward.score(task_ids, actions)
-    rewards = [r["reward"] for r in results]
+    rewards = [float(r.reward) for r in results]
     return {
         "mean_reward": statistics.fmean(rewards) if rewards else 0.0,
-        "verdicts": dict(collections.Counter(r["verdict"] for r in results)),
+        "verdicts": dict(collections.Counter(r.verdict.value for r in results)),
         "tasks": len(task_ids),
     }
 
@@ -83,20 +83,20 @@ def e_step(
     kept: dict[tuple[str, str], dict[str, Any]] = {}
     for task_id, action, result in zip(flat_ids, actions, results):
         key = (task_id, " ".join(action.split()).lower())
-        if result["reward"] >= threshold and key not in kept:
+        if result.reward >= threshold and key not in kept:
             kept[key] = {
                 "prompt": build_messages(observations[task_id]),
                 "completion": [{"role": "assistant", "content": format_completion(action)}],
                 "task_id": task_id,
-                "reward": result["reward"],
+                "reward": float(result.reward),
             }
-    rewards = [r["reward"] for r in results]
+    rewards = [float(r.reward) for r in results]
     stats = {
         "sampled": len(actions),
         "kept": len(kept),
         "kept_tasks": len({k[0] for k in kept}),
         "mean_reward": statistics.fmean(rewards) if rewards else 0.0,
-        "verdicts": dict(collections.Counter(r["verdict"] for r in results)),
+        "verdicts": dict(collections.Counter(r.verdict.value for r in results)),
     }
     return list(kept.values()), stats
 

@@ -22,7 +22,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from quill_env.action_policy import PolicyViolation, parse_action
+from quill_env.action_policy import PolicyViolation
 from quill_env.errors import ConfigError, EnvStateError, IndexBuildError, UnknownNameError
 from quill_env.evaluator import EvalOptions, EvalResult, TaskRunner
 from quill_env.prompt import extract_sql
@@ -96,20 +96,11 @@ def _init_worker(suites: tuple[str, ...] | None, scale: str | None, options: dic
     _WORKER_RUNNERS = TaskRunners(suites, scale, options)
 
 
-def _summary(result: EvalResult) -> dict[str, Any]:
-    return {
-        "reward": float(result.reward),
-        "verdict": result.verdict.value,
-        "speedup": result.speedup,
-        "error": result.error,
-    }
-
-
-def _score_group(task_id: str, actions: list[str]) -> list[dict[str, Any]]:
+def _score_group(task_id: str, actions: list[str]) -> list[EvalResult]:
     """Score every action of one task in this worker (its runner is reused across calls)."""
     if _WORKER_RUNNERS is None:
         raise RuntimeError("worker not initialised (use EnvironmentReward, not _score_group directly)")
-    return [_summary(_WORKER_RUNNERS.evaluate(task_id, a)) for a in actions]
+    return [_WORKER_RUNNERS.evaluate(task_id, a) for a in actions]
 
 
 def completion_text(completion: Any) -> str:
@@ -184,8 +175,8 @@ class EnvironmentReward:
             weakref.finalize(self, self._pool.close, cancel=True)
         return self._pool
 
-    def score(self, task_ids: Sequence[str], actions: Sequence[str]) -> list[dict[str, Any]]:
-        """Evaluate ``actions[i]`` on ``task_ids[i]``; one summary dict per action, in order.
+    def score(self, task_ids: Sequence[str], actions: Sequence[str]) -> list[EvalResult]:
+        """Evaluate ``actions[i]`` on ``task_ids[i]``; one result per action, in order.
 
         Actions of the same task go to the same worker call, so its runner is built once.
         """
@@ -194,23 +185,23 @@ class EnvironmentReward:
         groups: dict[str, list[int]] = collections.defaultdict(list)
         for i, task_id in enumerate(task_ids):
             groups[str(task_id)].append(i)
-        out: list[dict[str, Any]] = [{} for _ in actions]
+        out: list[EvalResult | None] = [None] * len(actions)
         if self.workers == 0:
             if self._local is None:
                 self._local = TaskRunners(self.suites, self.scale, self.eval_options)
             for task_id, idx in groups.items():
                 for i in idx:
-                    out[i] = _summary(self._local.evaluate(task_id, actions[i]))
-            return out
+                    out[i] = self._local.evaluate(task_id, actions[i])
+            return out  # type: ignore[return-value]  # every slot is filled
         pool = self._executor()
         futures = {
             task_id: pool.submit(_score_group, task_id, [actions[i] for i in idx])
             for task_id, idx in groups.items()
         }
         for task_id, future in futures.items():
-            for i, summary in zip(groups[task_id], future.result()):
-                out[i] = summary
-        return out
+            for i, result in zip(groups[task_id], future.result()):
+                out[i] = result
+        return out  # type: ignore[return-value]  # every slot is filled
 
     def __call__(
         self,
@@ -235,9 +226,19 @@ class EnvironmentReward:
         results = self.score(task_id, actions)
         self.calls += 1
         for tid, action, result in zip(task_id, actions, results):
-            self.history.append({"call": self.calls, "task_id": tid, "action": action, **result})
+            self.history.append(
+                {
+                    "call": self.calls,
+                    "task_id": tid,
+                    "action": action,
+                    "verdict": result.verdict.value,
+                    "reward": float(result.reward),
+                    "speedup": result.speedup,
+                    "error": result.error,
+                }
+            )
         log_verdicts(results, log_metric, log_extra)
-        return [r["reward"] for r in results]
+        return [float(r.reward) for r in results]
 
     def close(self) -> None:
         """Stop the worker processes.
@@ -264,7 +265,7 @@ class EnvironmentReward:
 
 
 def log_verdicts(
-    results: Sequence[Mapping[str, Any]],
+    results: Sequence[EvalResult],
     log_metric: Callable[[str, float], None] | None,
     log_extra: Callable[[str, list], None] | None = None,
 ) -> None:
@@ -272,19 +273,19 @@ def log_verdicts(
     if not results:
         return
     if log_metric is not None:
-        counts = collections.Counter(r["verdict"] for r in results)
+        counts = collections.Counter(r.verdict.value for r in results)
         for verdict in VERDICTS:
             log_metric(f"quill/verdict/{verdict}", counts.get(verdict, 0) / len(results))
-        correct = sum(Verdict(r["verdict"]).correct for r in results)
+        correct = sum(r.verdict.correct for r in results)
         log_metric("quill/correct", correct / len(results))
     if log_extra is not None:
-        log_extra("verdict", [r["verdict"] for r in results])
+        log_extra("verdict", [r.verdict.value for r in results])
 
 
 # --- multi-turn: the environment as tools ------------------------------------------------------
 
 TOOL_INSTRUCTIONS = (
-    "\n\nYou can call tools before answering: `query_plan` shows SQLite's plan of a candidate "
+    "\n\nYou can call tools before answering: `query_plan` shows the engine's plan of a candidate "
     "(its CREATE INDEX statements are applied first), `dry_run` verifies a candidate and reports "
     "its verdict, speedup and error. When you are done, call `submit` with your final rewrite."
 )
@@ -328,7 +329,7 @@ class SQLToolEnvironment:
         return self._runners.runner(self._task_id)
 
     def query_plan(self, sql: str) -> str:
-        """Show SQLite's query plan of a candidate rewrite.
+        """Show the database engine's query plan of a candidate rewrite.
 
         Args:
             sql: Optional CREATE INDEX statements followed by one query.
@@ -339,12 +340,7 @@ class SQLToolEnvironment:
         self.tool_calls += 1
         runner = self._runner
         try:
-            action = parse_action(
-                extract_sql(sql),
-                runner.schema_view,
-                max_indexes=runner.options.reward.max_indexes,
-                dialect=runner.backend.dialect,
-            )
+            action = runner.parse_action(extract_sql(sql))
         except PolicyViolation as violation:
             return f"refused ({violation.verdict.value}): {violation.message}"
         try:
@@ -433,12 +429,12 @@ class ToolEpisodeMetrics:
         """Rewards of the episodes' submissions (the environments' verdicts)."""
         if environments is None:
             raise ConfigError("ToolEpisodeMetrics needs TRL's environment_factory")
-        results = [_summary(env._episode_result()) for env in environments]
+        results = [env._episode_result() for env in environments]
         log_verdicts(results, log_metric, log_extra)
         if log_metric is not None and environments:
             log_metric("quill/tool_calls", sum(e.tool_calls for e in environments) / len(environments))
             log_metric("quill/submitted", sum(e.submitted for e in environments) / len(environments))
-        return [r["reward"] for r in results]
+        return [float(r.reward) for r in results]
 
 
 __all__ = [

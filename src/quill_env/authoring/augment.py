@@ -31,6 +31,7 @@ from sqlglot.optimizer.scope import Scope, traverse_scope
 from sqlglot.tokens import TokenType
 
 from quill_env.action_policy import split_statements
+from quill_env.dialect import SUITE_DIALECT
 from quill_env.tasks import Suite, Task
 
 # --- name pools ------------------------------------------------------------------------------
@@ -619,7 +620,7 @@ def _render(stmt: exp.Expr, dialect: str) -> str:
     return f"{head}(\n  {body}\n){tail}"
 
 
-def rename_sql(sql: str, mapping: RenameMap, dialect: str = "sqlite") -> str:
+def rename_sql(sql: str, mapping: RenameMap, dialect: str = SUITE_DIALECT) -> str:
     """Rename tables and columns in SQL text: a query, an action, or DDL.
 
     Statements are split with :func:`~quill_env.action_policy.split_statements`, each is parsed and
@@ -664,7 +665,7 @@ def _rename_texts(
     return out, outputs
 
 
-def rename_output_columns(query: str, mapping: RenameMap, dialect: str = "sqlite") -> dict[str, str]:
+def rename_output_columns(query: str, mapping: RenameMap, dialect: str = SUITE_DIALECT) -> dict[str, str]:
     """How a query's output column names change under ``mapping`` (``{old: new}``).
 
     Only columns output under their own (unaliased) name change.
@@ -681,7 +682,7 @@ def augment_task_text(
     task: Task,
     mapping: RenameMap,
     *,
-    dialect: str = "sqlite",
+    dialect: str = SUITE_DIALECT,
     id_suffix: str | None = None,
     suite: str | None = None,
 ) -> Task:
@@ -713,7 +714,7 @@ def augment_task_text(
     )
 
 
-def schema_tables(ddl: Iterable[str], dialect: str = "sqlite") -> dict[str, list[str]]:
+def schema_tables(ddl: Iterable[str], dialect: str = SUITE_DIALECT) -> dict[str, list[str]]:
     """Tables and their columns, in order, from ``CREATE TABLE`` statements."""
     out: dict[str, list[str]] = {}
     for text in ddl:

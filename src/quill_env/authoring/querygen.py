@@ -17,12 +17,13 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import apsw
 import numpy as np
 from sqlglot import exp
 
 from quill_env import sqlbuild
-from quill_env.backends.sqlite import SQLiteBackend
+from quill_env.backends import open_backend
+from quill_env.dialect import SUITE_DIALECT
+from quill_env.errors import EngineError
 from quill_env.tasks import Suite
 
 NUMERIC = ("int", "float")
@@ -47,7 +48,8 @@ class Tbl:
     """What the generator knows about one table."""
 
     name: str
-    pk: str
+    pk: str | None
+    """The primary key column, else the engine's row identity (``None`` if it has none)."""
     cols: dict[str, Col]
     rows: dict[str, int]
     children: list[tuple[str, str]] = field(default_factory=list)
@@ -71,7 +73,7 @@ def lit(value: object) -> str:
     >>> lit("O'Hara"), lit(3), lit(2.5)
     ("'O''Hara'", '3', '2.5')
     """
-    return exp.convert(value).sql("sqlite")
+    return exp.convert(value).sql(SUITE_DIALECT)
 
 
 class SchemaInfo:
@@ -79,16 +81,17 @@ class SchemaInfo:
 
     def __init__(self, suite: Suite) -> None:
         self.suite = suite
-        self.small = apsw.Connection(str(suite.database("small")), flags=apsw.SQLITE_OPEN_READONLY)
-        self.medium = apsw.Connection(str(suite.database("medium")), flags=apsw.SQLITE_OPEN_READONLY)
-        with SQLiteBackend.open(suite.database("variant")) as variant:
+        self.small = open_backend(suite.database("small"))
+        self.medium = open_backend(suite.database("medium"))
+        with open_backend(suite.database("variant")) as variant:
             infos = variant.tables()
+            row_id = variant.row_id
         self.tables: dict[str, Tbl] = {}
         for tname, tspec in suite.generator["tables"].items():
             info = infos[tname.lower()]
             indexed_first = {i.columns[0] for i in info.indexes if i.columns}
             uniques = {c for s in info.unique_sets if len(s) == 1 for c in s}
-            pk = info.primary_key[0] if info.primary_key else "rowid"
+            pk = info.primary_key[0] if info.primary_key else row_id
             cols = {}
             for c in info.columns:
                 spec = tspec["columns"].get(c.name, {})
@@ -123,7 +126,7 @@ class SchemaInfo:
                 .where(exp.Not(this=exp.Is(this=c.copy(), expression=exp.Null())))
                 .group_by(c.copy())
             )
-            rows = list(self.small.execute(q.sql("sqlite")))
+            rows = self.small.query(q.sql(self.small.dialect))
             self._values[key] = ([r[0] for r in rows], np.array([r[1] for r in rows], dtype=float))
         return self._values[key]
 
@@ -140,7 +143,8 @@ class SchemaInfo:
 
     def count_medium(self, sql: str) -> int:
         """Run a COUNT query on the medium database (selectivity estimates)."""
-        return int(self.medium.execute(sql).get or 0)
+        rows = self.medium.query(sql)
+        return int(rows[0][0] or 0) if rows else 0
 
     def close(self) -> None:
         """Close the sample connections."""
@@ -693,5 +697,5 @@ def generate(s: SchemaInfo, rng: np.random.Generator, family: str | None = None)
     fn = FAMILIES[family] if family else FAMILIES[_choice(rng, list(FAMILIES))]
     try:
         return fn(s, rng)
-    except (apsw.Error, ValueError, IndexError, KeyError):
+    except (EngineError, ValueError, IndexError, KeyError):
         return None

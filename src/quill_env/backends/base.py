@@ -35,6 +35,7 @@ from typing import ClassVar, Protocol
 from sqlglot import exp
 
 from quill_env import sqlbuild
+from quill_env.dialect import SUITE_DIALECT
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class IndexSpec:
     columns: tuple[tuple[str, bool], ...]
     """``(column, descending)`` pairs, in index order."""
 
-    def to_sql(self, name: str, dialect: str = "sqlite") -> str:
+    def to_sql(self, name: str, dialect: str = SUITE_DIALECT) -> str:
         """Render the statement with a harness-chosen index ``name`` (never the agent's)."""
         cols = [exp.Ordered(this=sqlbuild.column(c), desc=d, nulls_first=not d) for c, d in self.columns]
         stmt = exp.Create(
@@ -57,6 +58,35 @@ class IndexSpec:
             ),
         )
         return stmt.sql(dialect)
+
+
+COMMON_DENIED_FUNCTIONS = frozenset(
+    {"random", "rand", "now", "current_date", "current_time", "current_timestamp", "current_datetime"}
+)
+"""Functions no engine's action may call: they read the clock or a random source."""
+
+
+@dataclass(frozen=True)
+class SandboxRules:
+    """What an engine's actions may not name: the action policy's first line of defence.
+
+    The backend's own sandbox (authorizer, catalog checks, read-only state, budgets) is the
+    second line and refuses the same things again; these rules let the policy refuse them before
+    anything runs, with a message naming what was refused.
+    """
+
+    denied_functions: frozenset[str] = COMMON_DENIED_FUNCTIONS
+    """Function names (lower case) that are non-deterministic, touch files or leak engine state."""
+    clock_functions: frozenset[str] = frozenset()
+    """Date functions that read the clock when called without arguments or with a time value
+    such as ``'now'`` (SQLite ``date``, ``strftime``, ...): their arguments must be columns,
+    literals or other date functions."""
+    clock_values: frozenset[str] = frozenset({"now", "localtime", "utc"})
+    """String literals that a date function reads as the current time (refused anywhere)."""
+    internal_table_prefixes: tuple[str, ...] = ()
+    """Name prefixes of the engine's catalog tables (refused with a message saying so)."""
+    default_schema: str = "main"
+    """The one schema name a table may be qualified with."""
 
 
 class ExecStatus(str, Enum):
@@ -197,6 +227,8 @@ class Backend(abc.ABC):
 
     name: ClassVar[str]
     """Registry name (``sqlite``, ``duckdb``, ``postgres``)."""
+    display_name: ClassVar[str]
+    """The engine's name as people write it (``SQLite``): what an observation names."""
     dialect: ClassVar[str]
     """The sqlglot dialect used to parse actions for this engine."""
     work_unit: ClassVar[str]
@@ -223,6 +255,8 @@ class Backend(abc.ABC):
     indexes_matter: ClassVar[bool] = True
     """Whether ``CREATE INDEX`` can change this engine's plan of a typical analytical query
     (DuckDB: rarely; the reward still pays only measured work)."""
+    sandbox_rules: ClassVar[SandboxRules] = SandboxRules()
+    """What the action policy refuses before a statement reaches this engine."""
 
     # --- lifecycle -------------------------------------------------------------------------
 

@@ -89,6 +89,7 @@ except ImportError:  # pragma: no cover - the duckdb extra is not installed
 
 from quill_env import sqlbuild
 from quill_env.backends.base import (
+    COMMON_DENIED_FUNCTIONS,
     Backend,
     Budget,
     ColumnInfo,
@@ -97,6 +98,7 @@ from quill_env.backends.base import (
     ForeignKey,
     IndexInfo,
     IndexSpec,
+    SandboxRules,
     TableInfo,
     Timer,
 )
@@ -150,6 +152,13 @@ EXTRA_DENIED_FUNCTIONS = frozenset({
 })  # fmt: skip
 """Functions refused besides the catalog's volatile ones (some ICU clock functions are marked
 consistent; ``current_setting`` and ``getvariable`` read engine state)."""
+
+SANDBOX_RULES = SandboxRules(
+    denied_functions=COMMON_DENIED_FUNCTIONS | EXTRA_DENIED_FUNCTIONS,
+    internal_table_prefixes=("duckdb_", "pragma_", "sqlite_", "pg_", "information_schema"),
+)
+"""What the action policy refuses before a statement reaches DuckDB (the statement gate refuses
+every volatile function of the catalog, :func:`denied_functions`, again)."""
 
 ALLOWED_VOLATILE_FUNCTIONS = frozenset({"error"})
 """Volatile functions that stay allowed: ``error`` is what a scalar subquery calls on two rows."""
@@ -518,6 +527,7 @@ class DuckDBBackend(Backend):
     """DuckDB in memory: profiler work counter, locked configuration, plan-checked sandbox."""
 
     name: ClassVar[str] = "duckdb"
+    display_name: ClassVar[str] = "DuckDB"
     dialect: ClassVar[str] = "duckdb"
     work_unit: ClassVar[str] = "rows_processed"
     calibration_alpha: ClassVar[float] = 0.142
@@ -535,6 +545,7 @@ class DuckDBBackend(Backend):
     file_suffixes: ClassVar[tuple[str, ...]] = (".duckdb", ".ddb")
     file_header: ClassVar[tuple[int, bytes] | None] = (8, DUCKDB_MAGIC)
     row_id: ClassVar[str | None] = "rowid"
+    sandbox_rules: ClassVar[SandboxRules] = SANDBOX_RULES
     nested_transient: ClassVar[bool] = False
     """DuckDB has no savepoints: a twin is applied to a clone (see :mod:`quill_env.twins`)."""
     indexes_matter: ClassVar[bool] = False

@@ -26,6 +26,7 @@ import sqlglot
 
 from quill_env import sqlbuild
 from quill_env.backends.base import (
+    COMMON_DENIED_FUNCTIONS,
     Backend,
     Budget,
     ColumnInfo,
@@ -34,6 +35,7 @@ from quill_env.backends.base import (
     ForeignKey,
     IndexInfo,
     IndexSpec,
+    SandboxRules,
     TableInfo,
     Timer,
 )
@@ -272,6 +274,19 @@ def _remove_snapshot(conn: apsw.Connection, path: str) -> None:
 
 _SCHEMA_TABLES = {"sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"}
 
+SANDBOX_RULES = SandboxRules(
+    denied_functions=COMMON_DENIED_FUNCTIONS
+    | {
+        "randomblob", "load_extension", "readfile", "writefile", "edit", "fts3_tokenizer",
+        "changes", "total_changes", "last_insert_rowid", "sqlite_version", "sqlite_source_id",
+        "sqlite_compileoption_get", "sqlite_compileoption_used", "sqlite_offset",
+    },
+    clock_functions=frozenset({"date", "time", "datetime", "julianday", "unixepoch", "timediff", "strftime"}),
+    internal_table_prefixes=("sqlite_",),
+)  # fmt: skip
+"""What the action policy refuses before a statement reaches SQLite (the authorizer and the
+function allowlist refuse it again)."""
+
 
 class _Sandbox:
     """The authorizer: what a sandboxed statement may do, and which tables it reads."""
@@ -313,11 +328,13 @@ class SQLiteBackend(Backend):
     """SQLite through APSW: exact VM-step work counter, authorizer, limits, progress budget."""
 
     name: ClassVar[str] = "sqlite"
+    display_name: ClassVar[str] = "SQLite"
     dialect: ClassVar[str] = "sqlite"
     work_unit: ClassVar[str] = "vm_steps"
     file_suffixes: ClassVar[tuple[str, ...]] = (".db", ".sqlite", ".sqlite3")
     file_header: ClassVar[tuple[int, bytes] | None] = (0, b"SQLite format 3\x00")
     row_id: ClassVar[str | None] = "rowid"
+    sandbox_rules: ClassVar[SandboxRules] = SANDBOX_RULES
     calibration_alpha: ClassVar[float] = 0.866
     calibration_statement_work: ClassVar[float] = 489.0
     calibration_row_work: ClassVar[float] = 0.0

@@ -17,6 +17,7 @@ import numpy as np
 from sqlglot import exp
 
 from quill_env.backends.base import TableInfo
+from quill_env.dialect import SUITE_DIALECT
 from quill_env.variants.query import ColumnRef, QueryModel, is_string_identifier, number
 from quill_env.variants.schema import Schema
 
@@ -27,7 +28,7 @@ DATE_FORMATS = (("%Y-%m-%d", dt.timedelta(days=1)), ("%Y-%m-%d %H:%M:%S", dt.tim
 
 
 def query_literals(
-    sql: str, tables: Mapping[str, TableInfo], dialect: str = "sqlite"
+    sql: str, tables: Mapping[str, TableInfo], dialect: str = SUITE_DIALECT
 ) -> dict[tuple[str, str], list[object]]:
     """Literals the query compares columns with, by ``(table, column)``.
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import sqlglot
 from sqlglot import exp
 
+from quill_env.dialect import SUITE_DIALECT
 from quill_env.variants.schema import Schema
 
 AGGREGATES: dict[type, str] = {
@@ -156,7 +157,7 @@ class QueryModel:
 
     sql: str
     schema: Schema
-    dialect: str = "sqlite"
+    dialect: str = SUITE_DIALECT
     tree: exp.Expression | None = field(default=None, init=False)
     nodes: list[Node] = field(default_factory=list, init=False)
     filters: list[Filter] = field(default_factory=list, init=False)
