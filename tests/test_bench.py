@@ -15,9 +15,11 @@ from quill_agents.leaderboard import (
     run_bench,
 )
 from quill_agents.leaderboard.metrics import comparable, fast_p, summarize
+from quill_agents.leaderboard.pool import parse_outcome
 from quill_agents.leaderboard.submission import Entry, check_claims
 from quill_cli import main
 from quill_env.errors import ConfigError, UnknownNameError
+from quill_env.measure import CostMode
 
 TASKS = ["shop/pending_in_january", "shop/orders_on_a_day", "shop/one_user_totals"]
 TASK_ARGS = [a for t in TASKS for a in ("--task", t)]
@@ -205,6 +207,8 @@ def _record(**kw):
                 verdict="improved", correct=True, reward=0.6, speedup=5.0, cost_mode="work",
                 reward_terms={"tier": 0.6, "readability": 0.0, "indexes": 0.0})  # fmt: skip
     base.update(kw)
+    base["verdict"] = parse_outcome(base["verdict"])  # a record is typed: verdict and cost mode are enums
+    base["cost_mode"] = CostMode(base["cost_mode"])
     return StepRecord(**base)
 
 

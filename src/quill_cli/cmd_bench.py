@@ -26,6 +26,7 @@ from rich.table import Table
 from quill_agents.leaderboard import (
     DEFAULT_AGENTS,
     BenchConfig,
+    Unscored,
     available,
     parse_agent,
     regenerate_leaderboard,
@@ -35,6 +36,7 @@ from quill_agents.leaderboard import (
 )
 from quill_agents.leaderboard.agents import require
 from quill_cli.console import EXIT_INTERRUPTED, EXIT_USAGE, enum_arg, print_error, progress_bar
+from quill_env.backends import BACKENDS, DEFAULT_ENGINE
 from quill_env.measure import CostMode
 from quill_env.tasks import SCALES
 
@@ -174,11 +176,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     rows = []
     for entry in result.agents:
         status = "ok" if entry.validated else f"NOT VALIDATED ({len(entry.issues)} issues)"
-        errors = {
-            v: n
-            for v, n in entry.summary["verdicts"].items()
-            if v in ("agent_error", "task_error", "missing")
-        }
+        errors = {v: n for v, n in entry.summary["verdicts"].items() if v in {u.value for u in Unscored}}
         if errors:
             status += " " + ", ".join(f"{v}={n}" for v, n in errors.items())
         rows.append((entry.label, entry.summary, status))
@@ -197,7 +195,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
             failed = True
             console.print(f"[red]{entry.label}[/]: {len(entry.issues)} claims or lines do not validate:")
             _print_issues(console, entry.issues)
-        agent_errors = [r for r in entry.records if r.verdict == "agent_error"]
+        agent_errors = [r for r in entry.records if r.verdict is Unscored.AGENT_ERROR]
         if agent_errors:
             console.print(
                 f"[yellow]{entry.label}: the agent failed on {len(agent_errors)} tasks:[/] "
@@ -300,8 +298,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--cost", type=enum_arg(CostMode), default=CostMode.WORK, choices=tuple(CostMode))
     bench.add_argument(
         "--engine",
-        default="sqlite",
-        choices=["sqlite", "duckdb"],
+        default=DEFAULT_ENGINE,
+        choices=sorted(BACKENDS),
         help="the backend the suites run on (duckdb needs the duckdb extra; tasks are ported to it)",
     )
     bench.add_argument(

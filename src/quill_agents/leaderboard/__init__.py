@@ -23,7 +23,17 @@ from quill_agents.leaderboard.bench import (
     validate_submission,
 )
 from quill_agents.leaderboard.metrics import FAST_P, fast_p, geomean, summarize
-from quill_agents.leaderboard.pool import Job, Player, RunConfig, StepRecord, Worker, make_jobs, run_jobs
+from quill_agents.leaderboard.pool import (
+    Job,
+    Outcome,
+    Player,
+    RunConfig,
+    StepRecord,
+    Unscored,
+    Worker,
+    make_jobs,
+    run_jobs,
+)
 from quill_agents.leaderboard.report import (
     DEFAULT_LEADERBOARD,
     DEFAULT_RESULTS,
@@ -49,6 +59,8 @@ __all__ = [
     "Player",
     "RunConfig",
     "StepRecord",
+    "Outcome",
+    "Unscored",
     "Worker",
     "make_jobs",
     "run_bench",

@@ -117,7 +117,7 @@ def summarize(records: Sequence[StepRecord]) -> dict[str, Any]:
     out["fast_p"] = fast_p(records)
     out["by_pattern"] = _breakdown(records, lambda r: r.patterns or ["(none)"])
     out["by_schema"] = _breakdown(records, lambda r: [r.schema])
-    out["verdicts"] = dict(sorted(Counter(r.verdict for r in records).items()))
+    out["verdicts"] = dict(sorted(Counter(r.verdict.value for r in records).items()))
     out["speedups"] = speedup_histogram(records)
     out["timing"] = timing(records)
     wall = [r.wall for r in records if r.wall]

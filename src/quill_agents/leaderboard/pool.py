@@ -15,23 +15,53 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from enum import Enum
 from typing import Any
 
 from quill_agents.leaderboard.agents import AgentSpec, build_agent
+from quill_env.backends import DEFAULT_ENGINE
 from quill_env.errors import QuillError
 from quill_env.evaluator import EvalOptions, EvalResult, TaskRunner
-from quill_env.reward import tier_reward
+from quill_env.measure import CostMode
+from quill_env.reward import Verdict, tier_reward
 from quill_env.runners import runner_cache, suite_runner_key
 from quill_env.tasks import Suite, Task, get_suite
 from quill_env.workers import WorkerPool
 
-TASK_ERROR = "task_error"
-"""Pseudo-verdict of a task whose original query cannot be run (the task is broken, not the agent)."""
-AGENT_ERROR = "agent_error"
-"""Pseudo-verdict of a task the agent raised on (e.g. an unreachable endpoint)."""
-MISSING = "missing"
-"""Pseudo-verdict of a task a submission gives no action for."""
+
+class Unscored(str, Enum):
+    """Why a leaderboard record has no :class:`~quill_env.reward.Verdict`: nothing was scored."""
+
+    TASK_ERROR = "task_error"
+    """The task's original query cannot be run (the task is broken, not the agent)."""
+    AGENT_ERROR = "agent_error"
+    """The agent raised on the task (e.g. an unreachable endpoint)."""
+    MISSING = "missing"
+    """A submission gives no action for the task."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+TASK_ERROR = Unscored.TASK_ERROR
+AGENT_ERROR = Unscored.AGENT_ERROR
+MISSING = Unscored.MISSING
+
+Outcome = Verdict | Unscored
+"""What a leaderboard record reports: the verdict of a scored action, or why none was scored."""
+
+
+def parse_outcome(value: str) -> Outcome:
+    """The :data:`Outcome` named ``value`` (a verdict or an :class:`Unscored` reason).
+
+    Raises:
+        ValueError: no outcome has that name.
+    """
+    try:
+        return Verdict(value)
+    except ValueError:
+        return Unscored(value)
 
 
 @dataclass(frozen=True)
@@ -48,7 +78,7 @@ class RunConfig:
     suites: tuple[str, ...]
     scale: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
-    engine: str = "sqlite"
+    engine: str = DEFAULT_ENGINE
 
 
 @dataclass(frozen=True)
@@ -78,7 +108,7 @@ class StepRecord:
     schema: str
     patterns: list[str]
     action: str
-    verdict: str
+    verdict: Outcome
     correct: bool
     reward: float
     speedup: float | None = None
@@ -89,7 +119,8 @@ class StepRecord:
     baseline_cost: float | None = None
     candidate_cost: float | None = None
     cost_unit: str = ""
-    cost_mode: str = ""
+    cost_mode: CostMode | None = None
+    """``None`` for an :class:`Unscored` record."""
     engine: str = ""
     wall: dict[str, float] | None = None
     step_seconds: float = 0.0
@@ -101,35 +132,24 @@ class StepRecord:
     def from_result(
         cls, agent: str, task: Task, action: str, result: EvalResult, act_seconds: float
     ) -> StepRecord:
-        """A record from an evaluation result."""
+        """A record from an evaluation result: every field the two share is the result's own."""
+        shared = ({f.name for f in fields(cls)} & {f.name for f in fields(EvalResult)}) - {"task_id"}
         return cls(
+            **{name: getattr(result, name) for name in shared},
             agent=agent,
             task_id=task.id,
             suite=task.suite,
             schema=task.schema,
             patterns=list(task.patterns),
             action=action,
-            verdict=result.verdict.value,
-            correct=result.correct,
-            reward=float(result.reward),
-            speedup=result.speedup,
-            speedup_raw=result.speedup_raw,
             tier=tier_reward(result.speedup) if result.correct and result.speedup else None,
-            reward_terms=dict(result.reward_terms),
-            error=result.error,
-            baseline_cost=result.baseline_cost,
-            candidate_cost=result.candidate_cost,
-            cost_unit=result.cost_unit,
-            cost_mode=result.cost_mode.value,
-            engine=result.engine,
-            wall=result.wall,
             step_seconds=result.seconds,
             act_seconds=act_seconds,
         )
 
     @classmethod
-    def failed(cls, agent: str, task: Task, verdict: str, error: str, action: str = "") -> StepRecord:
-        """A record of a task that could not be scored (:data:`TASK_ERROR`, :data:`AGENT_ERROR`, ...)."""
+    def failed(cls, agent: str, task: Task, verdict: Unscored, error: str, action: str = "") -> StepRecord:
+        """A record of a task that could not be scored (why is an :class:`Unscored` reason)."""
         return cls(
             agent=agent,
             task_id=task.id,
@@ -144,14 +164,24 @@ class StepRecord:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form."""
-        return asdict(self)
+        """The JSON form (verdict and cost mode as their names)."""
+        out = asdict(self)
+        out["verdict"] = self.verdict.value
+        out["cost_mode"] = self.cost_mode.value if self.cost_mode is not None else ""
+        return out
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> StepRecord:
-        """Inverse of :meth:`to_dict` (unknown keys are ignored)."""
+        """Inverse of :meth:`to_dict` (unknown keys are ignored).
+
+        Raises:
+            ValueError: an unknown verdict or cost mode.
+        """
         known = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        out = {k: v for k, v in raw.items() if k in known}
+        out["verdict"] = parse_outcome(str(out["verdict"]))
+        out["cost_mode"] = CostMode(out["cost_mode"]) if out.get("cost_mode") else None
+        return cls(**out)
 
 
 @dataclass
@@ -404,13 +434,16 @@ __all__ = [
     "MISSING",
     "TASK_ERROR",
     "Job",
+    "Outcome",
     "Player",
     "PoolStats",
     "RunConfig",
     "StepRecord",
+    "Unscored",
     "Worker",
     "init_worker",
     "make_jobs",
+    "parse_outcome",
     "peak_rss_mb",
     "run_job",
     "run_jobs",

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from quill_agents.leaderboard.pool import StepRecord
+from quill_agents.leaderboard.pool import StepRecord, Unscored
 from quill_env.measure import CostMode
 from quill_env.reward import Verdict, tier_reward
 
@@ -238,7 +238,7 @@ def write_submission(
         for r in records:
             if not r.action:
                 continue
-            line = {"task_id": r.task_id, "action": r.action, "verdict": r.verdict, "reward": r.reward}
+            line = {"task_id": r.task_id, "action": r.action, "verdict": r.verdict.value, "reward": r.reward}
             if r.speedup is not None:
                 line["speedup"] = r.speedup
             fh.write(json.dumps({**line, **(meta or {})}) + "\n")
@@ -262,8 +262,8 @@ def check_claims(entry: Entry, record: StepRecord) -> list[Issue]:
     """
     issues: list[Issue] = []
     line, task = entry.line, entry.task_id
-    if record.verdict not in {v.value for v in Verdict}:
-        return [Issue(record.verdict, record.error or record.verdict, line, task)]
+    if isinstance(record.verdict, Unscored):
+        return [Issue(record.verdict.value, record.error or record.verdict.value, line, task)]
     claims = entry.claims
     verdict_ok = "verdict" not in claims or claims["verdict"] == record.verdict
     if not verdict_ok:
@@ -276,7 +276,7 @@ def check_claims(entry: Entry, record: StepRecord) -> list[Issue]:
                 task,
             )
         )
-    wall = record.wall if record.cost_mode == CostMode.WALL else None
+    wall = record.wall if record.cost_mode is CostMode.WALL else None
     if "speedup" in claims and verdict_ok:
         claimed = claims["speedup"]
         tier = tier_reward(claimed)
@@ -326,7 +326,7 @@ def check_claims(entry: Entry, record: StepRecord) -> list[Issue]:
             )
     if "reward" in claims and verdict_ok:
         claimed = claims["reward"]
-        if wall and record.verdict == Verdict.IMPROVED.value:
+        if wall and record.verdict is Verdict.IMPROVED:
             rest = record.reward - record.reward_terms.get("tier", 0.0)
             lo, hi = tier_reward(wall["lower"]) + rest, tier_reward(wall["upper"]) + rest
             if not lo - 1e-6 <= claimed <= hi + 1e-6:
