@@ -22,8 +22,12 @@ from quill_agents.export import (
     sft_row,
 )
 from quill_agents.generate import GenerateConfig, ReferenceProposer, Steering, generate
-from quill_agents.store import DRAWS_FILE, RECORDS_FILE, read_jsonl, record_key
+from quill_agents.store import DRAWS_FILE, RECORDS_FILE, DataRecord, read_jsonl, record_key
 from quill_cli import main
+from quill_env.evaluator import TaskRunner
+from quill_env.measure import CostMode
+from quill_env.reward import Verdict
+from quill_env.tasks import Task
 
 ARGS = [
     "generate",
@@ -69,6 +73,27 @@ def test_generate_stores_verified_unique_records(run_dir):
     draws = read_jsonl(run_dir / DRAWS_FILE)
     assert [d["draw"] for d in draws] == list(range(len(draws)))
     assert sum(d["kept"] for d in draws) == 12
+
+
+def test_stored_scoring_fields_are_the_results_own(run_dir, shop_suite):
+    """A record's scoring fields are what scoring its action gives, exactly (nothing rounded or
+    copied by hand), and the JSON form reads back as the typed record it was written from."""
+    records = [r for r in load_records(run_dir) if r["suite"] == "shop"]
+    assert records
+    rec = records[0]
+    typed = DataRecord.from_dict(rec)
+    assert typed.verdict is Verdict.IMPROVED and typed.cost_mode is CostMode.WORK
+    assert typed.to_dict() == {k: rec[k] for k in typed.to_dict()}
+    task = Task(id="shop/stored", query=rec["query"], suite="shop", schema=rec["schema"],
+                output_columns=tuple(rec["output_columns"]) if rec["output_columns"] else None)
+    runner = TaskRunner.from_suite(shop_suite, task, rec["scale"])
+    try:
+        result = runner.evaluate(rec["action"])
+    finally:
+        runner.close()
+    assert result.fields_for(DataRecord) == {name: getattr(typed, name) for name in result.fields_for(DataRecord)}
+    with pytest.raises(TypeError):
+        DataRecord.from_result(result, id="x")  # the origin fields are not optional
 
 
 def test_rerunning_a_finished_run_adds_nothing(run_dir):
@@ -228,8 +253,6 @@ def test_export_summary_names_the_source_schemas_for_quill_train(exported):
 
 
 def test_augmented_example_is_renamed_and_still_verifies(run_dir):
-    from quill_env.evaluator import TaskRunner
-
     records = load_records(run_dir)
     rec = next(r for r in records if r["suite"] == "shop")
     builder = ObservationBuilder(records, seed=0)

@@ -47,7 +47,7 @@ from quill_agents.proposers import (
 )
 from quill_agents.slow_sources import ProceduralSource, SchemaContext, SlowQuerySource, TeacherSource
 from quill_agents.steering import BELOW_MIX, Steering
-from quill_agents.store import DRAWS_FILE, RECORDS_FILE, DatasetStore, JsonlLog, record_key
+from quill_agents.store import DRAWS_FILE, RECORDS_FILE, DataRecord, DatasetStore, JsonlLog, record_key
 from quill_env.authoring.querygen import FAMILIES, Candidate
 from quill_env.authoring.taskgen import TARGET_MIX, bucket
 from quill_env.canonical import fingerprint
@@ -398,44 +398,34 @@ class DataLoop:
         kept = []
         for action, res, afp in good:
             key = f"{qfp}:{afp}"
-            rec = {
-                "id": hashlib.sha1(key.encode()).hexdigest()[:16],
-                "suite": suite.name,
-                "schema": str(suite.spec.get("schema_name", suite.name)),
-                "suite_version": suite.version,
-                "suite_hash": suite.data_hash,
-                "scale": ctx.scale,
-                "query": cand.query,
-                "output_columns": list(cand.output_columns) if cand.output_columns else None,
-                "action": action,
-                "family": cand.family,
-                "patterns": list(cand.patterns),
-                "verdict": res.verdict.value,
-                "reward": round(res.reward, 6),
-                "reward_terms": {k: round(v, 6) for k, v in res.reward_terms.items()},
-                "speedup": res.speedup,
-                "speedup_raw": res.speedup_raw,
-                "bucket": bucket(float(res.speedup)) or BELOW_MIX,
-                "baseline_cost": res.baseline_cost,
-                "candidate_cost": res.candidate_cost,
-                "cost_unit": res.cost_unit,
-                "cost_mode": res.cost_mode.value,
-                "n_indexes": res.n_indexes,
-                "engine": res.engine,
-                "quill_version": quill_env.__version__,
-                "query_fingerprint": qfp,
-                "action_fingerprint": afp,
-                "shape_fingerprint": sfp,
-                "proposer": sources.get(action, name_of(self.propose)),
-                "model": model_of(self.propose) or cfg.model,
-                "slow_source": self.source.name,
-                "iteration": iteration,
-                "draw": d,
-                "seed": cfg.seed,
-                "timestamp": now,
-                "rejected": rejected,
-                "siblings": [{"action": a, "reward": round(r.reward, 4)} for a, r, _ in good if a != action],
-            }
+            rec = DataRecord.from_result(
+                res,
+                id=hashlib.sha1(key.encode()).hexdigest()[:16],
+                suite=suite.name,
+                schema=str(suite.spec.get("schema_name", suite.name)),
+                suite_version=suite.version,
+                suite_hash=suite.data_hash,
+                scale=ctx.scale,
+                query=cand.query,
+                output_columns=list(cand.output_columns) if cand.output_columns else None,
+                action=action,
+                family=cand.family,
+                patterns=list(cand.patterns),
+                bucket=bucket(float(res.speedup)) or BELOW_MIX,
+                quill_version=quill_env.__version__,
+                query_fingerprint=qfp,
+                action_fingerprint=afp,
+                shape_fingerprint=sfp,
+                proposer=sources.get(action, name_of(self.propose)),
+                model=model_of(self.propose) or cfg.model,
+                slow_source=self.source.name,
+                iteration=iteration,
+                draw=d,
+                seed=cfg.seed,
+                timestamp=now,
+                rejected=rejected,
+                siblings=[{"action": a, "reward": round(r.reward, 4)} for a, r, _ in good if a != action],
+            ).to_dict()
             existing = self.store.get(key)
             if existing is None:
                 self.store.append(rec)

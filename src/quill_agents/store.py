@@ -22,10 +22,14 @@ import json
 import logging
 import os
 from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from quill_env.errors import StoreError
+from quill_env.evaluator import EvalResult
+from quill_env.measure import CostMode
+from quill_env.reward import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +184,84 @@ class DatasetStore(JsonlLog):
         return True
 
 
+@dataclass
+class DataRecord:
+    """One verified example of the data loop: a slow query, its rewrite, and how it was scored.
+
+    The scoring fields (verdict through engine) are the :class:`~quill_env.evaluator.EvalResult`'s
+    own, taken by name in :meth:`from_result`; the rest say where the example came from. The
+    store keeps the JSON form of :meth:`to_dict`.
+    """
+
+    id: str
+    suite: str
+    schema: str
+    suite_version: str
+    suite_hash: str
+    scale: str
+    query: str
+    output_columns: list[str] | None
+    action: str
+    family: str
+    patterns: list[str]
+    verdict: Verdict
+    reward: float
+    reward_terms: dict[str, float]
+    speedup: float | None
+    speedup_raw: float | None
+    bucket: str
+    baseline_cost: float | None
+    candidate_cost: float | None
+    cost_unit: str
+    cost_mode: CostMode
+    n_indexes: int
+    engine: str
+    quill_version: str
+    query_fingerprint: str
+    action_fingerprint: str
+    shape_fingerprint: str
+    proposer: str
+    model: str | None
+    slow_source: str
+    iteration: int
+    draw: int
+    seed: int
+    timestamp: str
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    """The draw's other scored actions (verdict, reward, speedup, error), for DPO pairs."""
+    siblings: list[dict[str, Any]] = field(default_factory=list)
+    """The draw's other kept actions and their rewards."""
+
+    @classmethod
+    def from_result(cls, result: EvalResult, **origin: Any) -> DataRecord:
+        """A record whose scoring fields are ``result``'s and the rest ``origin``.
+
+        Raises:
+            TypeError: ``origin`` lacks a field or names one the record does not have.
+        """
+        return cls(**result.fields_for(cls), **origin)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (verdict and cost mode as their names)."""
+        out = asdict(self)
+        out["verdict"] = self.verdict.value
+        out["cost_mode"] = self.cost_mode.value
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> DataRecord:
+        """Inverse of :meth:`to_dict` (unknown keys are ignored).
+
+        Raises:
+            ValueError: an unknown verdict or cost mode.
+            TypeError: a field is missing.
+        """
+        out = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
+        out["verdict"] = Verdict(out["verdict"])
+        out["cost_mode"] = CostMode(out["cost_mode"])
+        return cls(**out)
+
+
 def _jsonable(value: object) -> object:
     if hasattr(value, "value"):
         return value.value
@@ -190,6 +272,7 @@ def _jsonable(value: object) -> object:
 
 __all__ = [
     "DRAWS_FILE",
+    "DataRecord",
     "RECORDS_FILE",
     "DatasetStore",
     "JsonlLog",

@@ -173,6 +173,22 @@ class EvalResult:
         out["cost_mode"] = self.cost_mode.value
         return out
 
+    def fields_for(self, record: type, *, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """The values of the fields that the dataclass ``record`` declares too, from this result.
+
+        Records that carry a result (the leaderboard's rows, the data store's records) take these
+        fields by name, so no field is copied by hand and none can drift from the result.
+
+        >>> @dataclass
+        ... class Row:
+        ...     verdict: Verdict
+        ...     reward: float
+        ...     note: str = ""
+        >>> EvalResult(Verdict.REJECTED, 0.0).fields_for(Row)
+        {'verdict': <Verdict.REJECTED: 'rejected'>, 'reward': 0.0}
+        """
+        return {name: getattr(self, name) for name in _shared_fields(record) if name not in exclude}
+
     @property
     def info(self) -> dict[str, Any]:
         """The Gymnasium ``info`` dict of a step (deterministic in ``work`` mode: no timings)."""
@@ -180,6 +196,13 @@ class EvalResult:
         out.pop("reward")
         out.pop("seconds")
         return out
+
+
+@functools.cache
+def _shared_fields(record: type) -> tuple[str, ...]:
+    """The names of ``record``'s dataclass fields that :class:`EvalResult` has too, in its order."""
+    names = {f.name for f in dataclasses.fields(EvalResult)}
+    return tuple(f.name for f in dataclasses.fields(record) if f.name in names)
 
 
 @dataclass

@@ -15,7 +15,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -133,9 +133,8 @@ class StepRecord:
         cls, agent: str, task: Task, action: str, result: EvalResult, act_seconds: float
     ) -> StepRecord:
         """A record from an evaluation result: every field the two share is the result's own."""
-        shared = ({f.name for f in fields(cls)} & {f.name for f in fields(EvalResult)}) - {"task_id"}
         return cls(
-            **{name: getattr(result, name) for name in shared},
+            **result.fields_for(cls, exclude=frozenset({"task_id"})),
             agent=agent,
             task_id=task.id,
             suite=task.suite,
