@@ -706,3 +706,20 @@ def test_identity_and_attributes(backend: DuckDBBackend) -> None:
     assert DuckDBBackend.name == "duckdb" and DuckDBBackend.dialect == "duckdb"
     assert DuckDBBackend.deterministic_work is True
     assert backend.size_bytes() > 0
+
+
+def test_engine_of_reads_each_backends_own_file_format(tmp_path, db_file):
+    """Detection asks each backend for its header and name endings, and a file of an engine that
+    is not installed gets an error naming the extra."""
+    from quill_env.backends import engine_of, open_backend
+    from quill_env.errors import DatabaseError
+
+    renamed = tmp_path / "task.db"  # a DuckDB file under a SQLite name: the header wins
+    renamed.write_bytes(db_file.read_bytes())
+    assert engine_of(renamed) == "duckdb" and engine_of(tmp_path / "new.ddb") == "duckdb"
+    assert engine_of(tmp_path / "new.sqlite3") == "sqlite"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sys.modules, "quill_env.backends.duckdb", None)  # as if the extra were missing
+        assert engine_of(renamed) == "sqlite"
+        with pytest.raises(DatabaseError, match="duckdb"):
+            open_backend(renamed)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from quill_env.backends.base import Backend, Budget, ExecResult, ExecStatus, TableInfo
 from quill_env.backends.sqlite import SQLiteBackend
-from quill_env.errors import ConfigError, DatabaseError, UnknownNameError
+from quill_env.errors import ConfigError, DatabaseError, MissingExtraError, UnknownNameError
 
 BACKENDS: dict[str, str] = {
     "sqlite": "quill_env.backends.sqlite:SQLiteBackend",
@@ -49,8 +50,36 @@ def get_backend(name: str) -> type[Backend]:
     raise UnknownNameError("backend", name, [*BACKENDS, *PLANNED])
 
 
+def _registered() -> Iterator[type[Backend]]:
+    """Every registered backend that imports, in registration order.
+
+    Each is imported when reached, so a caller that stops at SQLite never imports DuckDB.
+    """
+    for name in BACKENDS:
+        try:
+            yield get_backend(name)
+        except ImportError:  # its extra is not installed
+            continue
+
+
+def _unavailable() -> list[str]:
+    """Why each registered backend that does not import is unavailable."""
+    reasons = []
+    for name in BACKENDS:
+        try:
+            get_backend(name)
+        except MissingExtraError as err:
+            reasons.append(str(err))
+        except ImportError as err:
+            reasons.append(f"the {name} backend does not import ({err})")
+    return reasons
+
+
 def engine_of(path: str | os.PathLike[str]) -> str:
-    """The engine of a database file: from its header when it has one, else its name's ending.
+    """The engine of a database file, from the header and name endings each backend declares.
+
+    The backend whose file header the file holds wins; else the one whose name ending it has;
+    else the default.
 
     >>> engine_of("shop.duckdb"), engine_of("shop.db")
     ('duckdb', 'sqlite')
@@ -58,16 +87,19 @@ def engine_of(path: str | os.PathLike[str]) -> str:
     path = Path(path)
     try:
         with path.open("rb") as file:
-            head = file.read(16)
+            head = file.read(64)
     except OSError:
         head = b""
     if head:
-        if head.startswith(b"SQLite format 3\x00"):
-            return "sqlite"
-        if head[8:12] == b"DUCK":
-            return "duckdb"
-    if path.suffix.lower() in (".duckdb", ".ddb"):
-        return "duckdb"
+        for backend in _registered():
+            if backend.file_header is not None:
+                offset, magic = backend.file_header
+                if head[offset : offset + len(magic)] == magic:
+                    return backend.name
+    suffix = path.suffix.lower()
+    for backend in _registered():
+        if suffix in backend.file_suffixes:
+            return backend.name
     return DEFAULT_ENGINE
 
 
@@ -95,7 +127,14 @@ def open_backend(database: str | os.PathLike[str]) -> Backend:
     engine, path = split_url(database)
     if not path:
         raise DatabaseError(f"no database path in {os.fspath(database)!r}")
-    return get_backend(engine).open(path)
+    try:
+        return get_backend(engine).open(path)
+    except DatabaseError as err:
+        unavailable = _unavailable() if Path(path).exists() else []
+        if not unavailable:
+            raise
+        # No installed backend recognized the file: it may be another engine's.
+        raise DatabaseError(f"{err}; engines that could not be asked: {'; '.join(unavailable)}") from err
 
 
 __all__ = [
