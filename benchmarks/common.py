@@ -7,35 +7,39 @@ import subprocess
 import sys
 import time
 
-import apsw
-
 from quill_env import TaskRunner
 from quill_env.twins import applied as twin_applied
+from quill_env.twins import materialized
 
 
 def bare_seconds(runner: TaskRunner, action: str, *, twins: bool = True) -> float:
-    """The bare-execution limit: the same candidate run with plain APSW (indexes in a savepoint,
-    the query, rollback) on the main database, on every twin (applied in a savepoint, as the
-    environment does), on every variant and on every one-table-emptied copy, with no other Quill
-    machinery."""
+    """The bare-execution limit of a step, through the backend interface with no other Quill
+    machinery: the candidate (its indexes in the engine's scratch state, then its query) on the
+    main database, on every twin, on every variant and on every one-table-emptied copy.
+
+    Twins are applied as the environment applies them: in a transient state of the main
+    database where the engine nests one inside the scratch indexes (SQLite's savepoints), else
+    on a copy with the twin applied, made before the clock starts (DuckDB).
+    """
     act = runner.parse_action(action)
-    index_sql = [spec.to_sql(f"bare_{i}") for i, spec in enumerate(act.indexes)]
+    main = runner.backend
+    nested = twins and main.nested_transient
+    copies = [] if nested or not twins else [materialized(main, twin) for twin in runner.twins]
     total = 0.0
-    for backend in [runner.backend, *runner.variant_backends, *runner.emptied_backends]:
-        conn: apsw.Connection = backend.connection
-        start = time.perf_counter()
-        conn.execute("SAVEPOINT bare")
-        for stmt in index_sql:
-            conn.execute(stmt)
-        rows = list(conn.execute(act.query_sql))
-        if twins and backend is runner.backend:
-            for twin in runner.twins:
-                with twin_applied(backend, twin):
-                    rows = list(conn.execute(act.query_sql))
-        conn.execute("ROLLBACK TO bare")
-        conn.execute("RELEASE bare")
-        total += time.perf_counter() - start
-        del rows
+    try:
+        for backend in [main, *copies, *runner.variant_backends, *runner.emptied_backends]:
+            start = time.perf_counter()
+            with backend.scratch_indexes(act.indexes):
+                rows = backend.query(act.query_sql)
+                if nested and backend is main:
+                    for twin in runner.twins:
+                        with twin_applied(backend, twin):
+                            rows = backend.query(act.query_sql)
+            total += time.perf_counter() - start
+            del rows
+    finally:
+        for copy in copies:
+            copy.close()
     return total
 
 

@@ -1,21 +1,26 @@
 """Core environment benchmark (issues: core environment, reward integrity), side by side in one run.
 
-Writes benchmarks/results/core.json with:
-- step overhead: median ``env.step`` time in work mode over bare APSW execution of the same
-  candidate (index build + query on the main database, its twin and every variant), per task
-  and the median ratio; and the cost of the twin: step time with the twin over step time
-  without it (``num_twins=0``), both measured interleaved;
+On ``--engine`` (SQLite by default; every section goes through the Backend interface, and the
+shop suite's SQL, written in the suite dialect, is ported to the engine's). Writes
+benchmarks/results/core.json (SQLite) or core-<engine>.json with:
+- step overhead: median ``env.step`` time in work mode over bare execution of the same
+  candidate through the backend (index build + query on the main database, its twin and every
+  variant, nothing else), per task and the median ratio; and the cost of the twin: step time
+  with the twin over step time without it (``num_twins=0``), both measured interleaved;
 - determinism: (task, action) pairs scored in two fresh processes (work mode) must agree
   exactly; the std of the reward over 10 repeats in wall mode;
-- calibration: ``benchmarks/calibration.py`` over every shipped reference (fitted constants,
-  Spearman, exact and within-one tier agreement with the backend's constants, per family);
+- calibration: on SQLite ``benchmarks/calibration.py`` over every shipped reference (fitted
+  constants, Spearman, exact and within-one tier agreement with the backend's constants, per
+  family); on another engine the calibration of ``benchmarks/engines.py`` (its
+  ``engines-<engine>.json``, which this run does not redo);
 - padding corpus: candidates that do hidden work (function padding, sorts, non-covering
   index seeks, string builders), each scored in work mode and timed on the clock; the worst
   overpayment (work-mode reward minus the reward its wall speedup earns) must not be positive;
 - bombs: heap and time bombs, the wall time of each evaluation against the deadline;
 - a candidate ~1000x slower than its baseline: step time / baseline time.
 
-Run: .venv/bin/python benchmarks/core.py [--scale medium] [--repeats 5] [--skip-calibration]
+Run: .venv/bin/python benchmarks/core.py [--engine sqlite|duckdb] [--scale medium] [--repeats 5]
+     [--skip-calibration] [--out FILE]
 """
 
 from __future__ import annotations
@@ -28,36 +33,49 @@ import statistics
 import time
 from pathlib import Path
 
-import apsw
 import gymnasium as gym
 
 import calibration
 import quill_env
 from common import bare_seconds, json_in_fresh_processes
 from quill_env import EvalOptions, TaskRunner, WallOptions, get_suite
+from quill_env.backends import Backend, get_backend
+from quill_env.dialect import SUITE_DIALECT
 from quill_env.measure import interleaved
 from quill_env.reward import tier_reward
 
-OUT = Path(__file__).resolve().parent / "results" / "core.json"
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def step_overhead(scale: str, repeats: int) -> dict:
+def out_path(engine: str) -> Path:
+    """Where a run on ``engine`` writes its figures."""
+    return RESULTS / ("core.json" if engine == "sqlite" else f"core-{engine}.json")
+
+
+def port(engine: str, sql: str) -> str:
+    """``sql``, written in the suite dialect, in ``engine``'s."""
+    return get_backend(engine).empty().port(sql, SUITE_DIALECT)
+
+
+def step_overhead(scale: str, repeats: int, engine: str) -> dict:
     suite = get_suite("shop")
-    with_twin = gym.make("Quill-v1", suite="shop", split="all", scale=scale).unwrapped
-    no_twin = gym.make("Quill-v1", suite="shop", split="all", scale=scale, num_twins=0).unwrapped
+    make = {"suite": "shop", "split": "all", "scale": scale, "engine": engine}
+    with_twin = gym.make("Quill-v1", **make).unwrapped
+    no_twin = gym.make("Quill-v1", **make, num_twins=0).unwrapped
     per_task = {}
     for task in suite.tasks:
         runner = with_twin.runner(task)
         _ = runner.baseline, no_twin.runner(task).baseline
+        reference = runner.task.reference  # in the engine's dialect
         steps, steps_no_twin, bares, bares_no_twin = [], [], [], []
         for _ in range(repeats):  # interleaved, so machine noise hits every figure alike
             for env, out in ((with_twin, steps), (no_twin, steps_no_twin)):
                 env.reset(options={"task_id": task.id})
                 start = time.perf_counter()
-                env.step(task.reference)
+                env.step(reference)
                 out.append(time.perf_counter() - start)
-            bares.append(bare_seconds(runner, task.reference))
-            bares_no_twin.append(bare_seconds(runner, task.reference, twins=False))
+            bares.append(bare_seconds(runner, reference))
+            bares_no_twin.append(bare_seconds(runner, reference, twins=False))
         step, step0 = statistics.median(steps), statistics.median(steps_no_twin)
         bare, bare0 = statistics.median(bares), statistics.median(bares_no_twin)
         per_task[task.id] = {
@@ -82,20 +100,20 @@ def step_overhead(scale: str, repeats: int) -> dict:
 DETERMINISM_TASKS = ("shop/spend_per_kiwi_user", "shop/icelandic_orders", "shop/orders_in_2023")
 
 
-def determinism(scale: str) -> dict:
+def determinism(scale: str, engine: str) -> dict:
     suite = get_suite("shop")
-    pairs = [(t, suite.task(t).reference) for t in DETERMINISM_TASKS]
+    pairs = [(t, port(engine, suite.task(t).reference)) for t in DETERMINISM_TASKS]
     pairs.append(
         (
             "shop/icelandic_orders",
-            "CREATE INDEX i ON orders(status);\n" + suite.task("shop/icelandic_orders").query,
+            port(engine, "CREATE INDEX i ON orders(status);\n" + suite.task("shop/icelandic_orders").query),
         )
     )
     code = f"""
 import json, sys
 import gymnasium as gym
 import quill_env
-env = gym.make("Quill-v1", suite="shop", split="all", scale={scale!r})
+env = gym.make("Quill-v1", suite="shop", split="all", scale={scale!r}, engine={engine!r})
 out = []
 for task_id, action in json.loads(sys.argv[1]):
     env.reset(options={{"task_id": task_id}})
@@ -105,8 +123,8 @@ print(json.dumps(out))
 """
     outs = json_in_fresh_processes(code, pairs)
     task = suite.task(DETERMINISM_TASKS[0])
-    runner = TaskRunner.from_suite(suite, task, scale, EvalOptions(cost="wall"))
-    rewards = [runner.evaluate(task.reference).reward for _ in range(10)]
+    runner = TaskRunner.from_suite(suite, task, scale, EvalOptions(cost="wall"), engine=engine)
+    rewards = [runner.evaluate(runner.task.reference).reward for _ in range(10)]
     return {
         "pairs": [p[0] for p in pairs],
         "work_process_a": outs[0],
@@ -146,32 +164,33 @@ PADDING = [
 ]  # fmt: skip
 
 
-def padding(scale: str) -> dict:
-    path = str(get_suite("shop").database(scale))
+def padding(scale: str, engine: str) -> dict:
+    path = str(get_suite("shop").database(scale, engine=engine))
     rows = []
     for name, slow, candidate in PADDING:
+        slow, candidate = port(engine, slow), port(engine, candidate)
         result = quill_env.evaluate(path, slow, candidate)
         wall = None
         if result.correct:
             runner = TaskRunner.for_database(path, slow, EvalOptions(num_variants=0, num_twins=0))
             act = runner.parse_action(candidate)
-            clone = quill_env.backends.SQLiteBackend.from_bytes(runner.backend.serialize())
-            conn = clone.connection
-            conn.execute("SAVEPOINT pad")
+            clone = runner.backend.clone()
             for i, spec in enumerate(act.indexes):
-                conn.execute(spec.to_sql(f"pad_{i}"))
-            main = runner.backend.connection
+                clone.query(spec.to_sql(f"pad_{i}", clone.dialect))
+            main = runner.backend
             wall = interleaved(
                 lambda main=main, slow=slow: _bare(main, slow),
-                lambda conn=conn, act=act: _bare(conn, act.query_sql),
+                lambda clone=clone, act=act: _bare(clone, act.query_sql),
                 WallOptions(min_pairs=5, max_pairs=21, time_budget=3.0),
             ).speedup
             clone.close()
+            runner.close()
         earned = tier_reward(wall) if wall else None
         paid = result.reward
         rows.append(
             {
                 "name": name,
+                "candidate": candidate,
                 "verdict": result.verdict.value,
                 "reward": paid,
                 "work_speedup": result.speedup,
@@ -187,9 +206,9 @@ def padding(scale: str) -> dict:
     }
 
 
-def _bare(conn: apsw.Connection, sql: str) -> float:
+def _bare(backend: Backend, sql: str) -> float:
     start = time.perf_counter()
-    conn.execute(sql).fetchall()
+    backend.query(sql)
     return time.perf_counter() - start
 
 
@@ -203,11 +222,12 @@ BOMBS = {
 }
 
 
-def bombs(scale: str) -> dict:
-    path = str(get_suite("shop").database(scale))
-    slow = "SELECT id, total FROM orders WHERE status = 'delivered'"
+def bombs(scale: str, engine: str) -> dict:
+    path = str(get_suite("shop").database(scale, engine=engine))
+    slow = port(engine, "SELECT id, total FROM orders WHERE status = 'delivered'")
     out = {}
     for name, bomb in BOMBS.items():
+        bomb = port(engine, bomb)
         for label, options in (
             ("default", {}),
             ("budget off, literals off", {"budget_factor": 1e9, "literals": "any"}),
@@ -226,22 +246,23 @@ def bombs(scale: str) -> dict:
     }
 
 
-def slow_candidate(scale: str) -> dict:
+def slow_candidate(scale: str, engine: str) -> dict:
     suite = get_suite("shop")
     task = suite.task("shop/coupon_lookup")
     # the literal rule off: this measures the budget, and the bomb's 20 is a constant of its own
-    env = gym.make("Quill-v1", suite="shop", split="all", scale=scale, literals="any")
+    env = gym.make("Quill-v1", suite="shop", split="all", scale=scale, literals="any", engine=engine)
     env.reset(options={"task_id": task.id})
     runner = env.unwrapped.runner(task)
     # a correlated scan of orders x 20 users per matching row: about 1000x the baseline's wall time
-    bomb = (
+    bomb = port(
+        engine,
         "SELECT id, user_id, total FROM orders o WHERE coupon_code = 'SAVE-amber' "
-        "AND (SELECT COUNT(*) FROM orders o2, users u2 WHERE o2.total >= 0 * o.total AND u2.id <= 20) > 0"
+        "AND (SELECT COUNT(*) FROM orders o2, users u2 WHERE o2.total >= 0 * o.total AND u2.id <= 20) > 0",
     )
-    base = statistics.median(runner.backend.execute(task.query).seconds for _ in range(5))
+    base = statistics.median(runner.backend.execute(runner.task.query).seconds for _ in range(5))
     # an equivalent rewrite that is not the identity (which is recognised and not run): its step
     # pays the same fixed costs as the bomb's and runs the query on every database
-    plain = "SELECT o.id, o.user_id, o.total FROM orders o WHERE o.coupon_code = 'SAVE-amber'"
+    plain = port(engine, "SELECT o.id, o.user_id, o.total FROM orders o WHERE o.coupon_code = 'SAVE-amber'")
     times, plain_times, verdicts = [], [], []
     for _ in range(5):  # interleaved
         for action, into in ((bomb, times), (plain, plain_times)):
@@ -272,40 +293,76 @@ def slow_candidate(scale: str) -> dict:
     }
 
 
+def calibration_of(engine: str, scale: str, skip: bool) -> dict:
+    """The calibration figures: SQLite's from ``calibration.py`` (rerun unless ``skip``), another
+    engine's from the last ``benchmarks/engines.py`` run on it."""
+    if engine != "sqlite":
+        source = RESULTS / f"engines-{engine}.json"
+        if not source.exists():
+            raise SystemExit(f"no {source.name}: run benchmarks/engines.py --engine {engine} first")
+        ran = json.loads(source.read_text())
+        cal = ran["calibration"]
+        backend = get_backend(engine)
+        shipped = {
+            "alpha": backend.calibration_alpha,
+            "statement_work": backend.calibration_statement_work,
+            "row_work": backend.calibration_row_work,
+        }
+        if cal["shipped"] != shipped:
+            raise SystemExit(
+                f"{source.name} scored other constants than {engine}'s ({cal['shipped']} != {shipped}): "
+                f"rerun benchmarks/engines.py --engine {engine} (it reuses its measured points)"
+            )
+        return {
+            "source": source.name,
+            "scale": ran["scale"],
+            "truly_faster": cal["with_shipped"]["n"],
+            "fitted": cal["fitted"],
+            "with_fitted": cal["with_fitted"],
+            "with_backend": cal["with_shipped"],
+        }
+    calib = (
+        json.loads((calibration.RESULTS / "calibration.json").read_text())
+        if skip
+        else calibration.run(scale, quill_env.list_suites())
+    )
+    return {k: v for k, v in calib.items() if k != "with_backend"} | {
+        "with_backend": calib["with_backend"]["overall"],
+        "per_family": calib["with_backend"]["per_family"],
+    }
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engine", default="sqlite", help="sqlite (default) or duckdb")
     parser.add_argument("--scale", default="medium")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-calibration", action="store_true", help="reuse calibration.json as it is")
+    parser.add_argument("--out", type=Path, help="where to write the figures (default results/core[-ENGINE].json)")
     args = parser.parse_args()
+    engine = get_backend(args.engine).name
+    out = args.out or out_path(engine)
     started = time.time()
-    if args.skip_calibration:
-        calib = json.loads((calibration.RESULTS / "calibration.json").read_text())
-    else:
-        calib = calibration.run(args.scale, quill_env.list_suites())
+    calib = calibration_of(engine, args.scale, args.skip_calibration)
     result = {
         "quill_version": quill_env.__version__,
-        "engine": f"SQLite {apsw.sqlite_lib_version()}",
+        "engine": get_backend(engine).empty().engine_version(),
         "machine": {
             "python": platform.python_version(),
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
         },
         "scale": args.scale,
-        "step_overhead": step_overhead(args.scale, args.repeats),
-        "determinism": determinism(args.scale),
-        "calibration": {k: v for k, v in calib.items() if k != "with_backend"}
-        | {
-            "with_backend": calib["with_backend"]["overall"],
-            "per_family": calib["with_backend"]["per_family"],
-        },
-        "padding": padding(args.scale),
-        "bombs": bombs(args.scale),
-        "slow_candidate": slow_candidate(args.scale),
+        "step_overhead": step_overhead(args.scale, args.repeats, engine),
+        "determinism": determinism(args.scale, engine),
+        "calibration": calib,
+        "padding": padding(args.scale, engine),
+        "bombs": bombs(args.scale, engine),
+        "slow_candidate": slow_candidate(args.scale, engine),
     }
     result["seconds"] = time.time() - started
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
     so, de, ca, pa, bo, sc = (
         result[k]
         for k in ("step_overhead", "determinism", "calibration", "padding", "bombs", "slow_candidate")
@@ -319,7 +376,7 @@ def main() -> None:
     )
     wb = ca["with_backend"]
     print(
-        f"calibration over {ca['truly_faster']} references: spearman {wb['spearman']:.3f} (>= 0.95), "
+        f"{result['engine']}: calibration over {ca['truly_faster']} references: spearman {wb['spearman']:.3f} (>= 0.95), "
         f"tier exact {wb['tier_exact']:.0%} (>= 80%), within one {wb['tier_within_one']:.0%} (>= 97%)"
     )
     print(f"padding corpus: worst overpayment {pa['worst_overpayment']:+.3f} (target <= 0)")
@@ -330,7 +387,7 @@ def main() -> None:
     print(
         f"1000x-slower candidate: slowdown {sc['slowdown_unbounded']:.0f}x unbounded; step/equivalent step {sc['step_over_equivalent_step']:.2f} (<= 3), step/baseline query {sc['step_over_baseline']:.2f}; {sc['verdicts']}"
     )
-    print(f"wrote {OUT}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
