@@ -346,3 +346,13 @@ def test_openai_is_imported_lazily(monkeypatch):
     monkeypatch.setitem(sys.modules, "openai", None)
     with pytest.raises(MissingExtraError, match=r"quill-sql\[teacher\]"):
         TeacherAgent(model="m", base_url="http://127.0.0.1:9/v1")
+
+
+def test_slow_query_prompt_names_the_engine_the_query_must_run_on():
+    from quill_agents.teacher.prompts import slow_query_messages
+
+    schema = "CREATE TABLE t(a INTEGER)"
+    default = "\n".join(m["content"] for m in slow_query_messages(schema, "not_in"))
+    duck = "\n".join(m["content"] for m in slow_query_messages(schema, "not_in", engine="DuckDB"))
+    assert "run on SQLite" in default and "Database schema (SQLite)" in default
+    assert "run on DuckDB" in duck and "Database schema (DuckDB)" in duck and "SQLite" not in duck

@@ -49,9 +49,12 @@ PATTERN_HINTS: dict[str, str] = {
 }
 """What a query written in each pattern (task tag or generator family) does wrong."""
 
+SUITE_ENGINE = "SQLite"
+"""The engine whose SQL the data loop's slow queries are written in (the suites' dialect)."""
+
 SLOW_QUERY_SYSTEM = (
     "You write realistic SQL the way a junior developer would: correct, readable, but slow. "
-    "The query must run on SQLite, read only the tables of the given schema, return a "
+    "The query must run on {engine}, read only the tables of the given schema, return a "
     "deterministic result (no random() or current-time functions, no LIMIT without ORDER BY) "
     "and be a single SELECT statement (WITH ... SELECT is fine). Answer with one ```sql block "
     "holding only that query."
@@ -95,7 +98,7 @@ def _example_text(example: object) -> str | None:
 
 
 def slow_query_messages(
-    schema_text: str, pattern: str, examples: Iterable[object] = ()
+    schema_text: str, pattern: str, examples: Iterable[object] = (), *, engine: str = SUITE_ENGINE
 ) -> list[dict[str, str]]:
     """Chat messages asking for one slow query of ``pattern`` over ``schema_text``.
 
@@ -104,9 +107,10 @@ def slow_query_messages(
         pattern: a task pattern tag or generator family (see :data:`PATTERN_HINTS`).
         examples: earlier accepted tasks: query strings, mappings with ``query`` (and
             ``patterns``), or :class:`quill_env.tasks.Task` objects.
+        engine: the display name of the engine the query must run on.
     """
     hint = pattern_hint(pattern)
-    user = f"Database schema (SQLite):\n```sql\n{schema_text.strip()}\n```\n\n"
+    user = f"Database schema ({engine}):\n```sql\n{schema_text.strip()}\n```\n\n"
     shown = [t for t in map(_example_text, examples) if t]
     if shown:
         user += "Slow queries accepted earlier (write a different one):\n\n" + "\n\n".join(shown) + "\n\n"
@@ -115,7 +119,8 @@ def slow_query_messages(
         "It should answer a plausible business question, and a better query or an index should "
         "make it at least twice as fast while returning exactly the same rows."
     )
-    return [{"role": "system", "content": SLOW_QUERY_SYSTEM}, {"role": "user", "content": user}]
+    system = SLOW_QUERY_SYSTEM.format(engine=engine)
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
 def _first_token(sql: str) -> TokenType | None:

@@ -16,6 +16,7 @@ from typing import Any
 from quill_agents.protocol import BaseAgent, Observation
 from quill_agents.teacher.config import TeacherConfig
 from quill_agents.teacher.prompts import (
+    SUITE_ENGINE,
     action_from_completion,
     slow_query_from_completion,
     slow_query_messages,
@@ -92,7 +93,13 @@ class TeacherAgent(BaseAgent):
         return [action_from_completion(c.text) for c in self.complete_many([(messages, i) for i in range(k)])]
 
     def write_slow_query(
-        self, schema_text: str, pattern: str, examples: Iterable[object] = (), *, sample: int = 0
+        self,
+        schema_text: str,
+        pattern: str,
+        examples: Iterable[object] = (),
+        *,
+        sample: int = 0,
+        engine: str = SUITE_ENGINE,
     ) -> str | None:
         """Ask for one "junior developer" slow query over a schema, aimed at ``pattern``.
 
@@ -103,6 +110,7 @@ class TeacherAgent(BaseAgent):
             examples: a few earlier accepted tasks (query strings, mappings with ``query``
                 and ``patterns``, or ``Task`` objects), shown as few-shot examples.
             sample: which sample of this prompt to draw (each is cached separately).
+            engine: the display name of the engine the query must run on.
 
         Returns:
             The query, or ``None`` when the answer is not exactly one SELECT statement (or the
@@ -111,7 +119,7 @@ class TeacherAgent(BaseAgent):
         Raises:
             UnknownNameError: ``pattern`` is not a known pattern or family.
         """
-        messages = slow_query_messages(schema_text, pattern, examples)
+        messages = slow_query_messages(schema_text, pattern, examples, engine=engine)
         (completion,) = self.complete_many([(messages, sample)])
         return slow_query_from_completion(completion.text) if completion.ok else None
 
