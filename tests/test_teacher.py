@@ -9,6 +9,7 @@ from tests.openai_stub import OpenAIStub, Reply
 
 from quill_agents import Agent
 from quill_agents.teacher import TeacherAgent, TeacherConfig, cache_key
+from quill_agents.teacher.prompts import slow_query_messages
 from quill_env import Verdict, evaluate
 from quill_env.errors import ConfigError, MissingExtraError, UnknownNameError
 from quill_env.prompt import build_messages
@@ -349,8 +350,6 @@ def test_openai_is_imported_lazily(monkeypatch):
 
 
 def test_slow_query_prompt_names_the_engine_the_query_must_run_on():
-    from quill_agents.teacher.prompts import slow_query_messages
-
     schema = "CREATE TABLE t(a INTEGER)"
     default = "\n".join(m["content"] for m in slow_query_messages(schema, "not_in"))
     duck = "\n".join(m["content"] for m in slow_query_messages(schema, "not_in", engine="DuckDB"))
