@@ -5,9 +5,10 @@ list, reference actions), steps per second of:
 - one ``Quill-v1`` env;
 - ``SyncVectorEnv`` of 2 envs;
 - ``AsyncVectorEnv`` of 2 envs (``shared_memory=False``, autoreset SAME_STEP);
-- the evaluation process pool (quill_agents.leaderboard.pool) with 1 and 2 spawned workers;
+- the evaluation process pool (quill_agents.leaderboard.pool, on quill_env.workers.WorkerPool)
+  with 1 and 2 spawned workers;
 each after a warm-up (every baseline computed) and each against the bare-execution limit: the
-same candidate executions run directly with APSW (as benchmarks/core.py ``bare_seconds`` does),
+same candidate executions run directly through the backend (benchmarks/common.py ``bare_seconds``),
 measured in the same run. Target: 2 workers reach at least 1.7x one worker.
 Also: the first vs the repeated evaluation of a task (the repeat must not re-run the slow query)
 and the peak RSS of every worker.
@@ -36,6 +37,7 @@ from common import bare_seconds
 from quill_agents.baselines import ReferenceAgent
 from quill_agents.leaderboard.pool import Player, RunConfig, init_worker, make_jobs, peak_rss_mb, run_job
 from quill_env import TaskRunner, get_suite
+from quill_env.workers import WorkerPool
 
 OUT = Path(__file__).resolve().parent / "results" / "throughput.json"
 SUITE = "shop"
@@ -182,16 +184,20 @@ class EvalPool:
         players = [Player(f"reference#{i}", actions=actions) for i in range(passes)]
         self.jobs = make_jobs(ids, players, workers)
         self.workers = workers
-        ctx = mp.get_context("spawn")
-        self.barrier = ctx.Barrier(workers + 1)
-        self.pool = ctx.Pool(workers, initializer=init_worker, initargs=(config, ids, self.barrier))
+        self.barrier = mp.get_context("spawn").Barrier(workers + 1)
+        self.pool = WorkerPool(workers, init_worker, (config, ids, self.barrier))
         self.peak: dict[str, float] = {}
 
     def warm(self) -> None:
+        # Workers start on demand: one call each starts them all, and each waits at the barrier
+        # once it has computed every baseline.
+        started = [self.pool.submit(os.getpid) for _ in range(self.workers)]
         self.barrier.wait()
+        for future in started:
+            future.result()
 
     def round(self) -> list[str]:
-        results = list(self.pool.imap_unordered(run_job, self.jobs))
+        results = list(self.pool.map(run_job, self.jobs, ordered=False))
         if not all(r.verdict == "improved" for res in results for r in res.records):
             raise RuntimeError("a reference action did not verify")
         for res in results:
@@ -203,7 +209,6 @@ class EvalPool:
 
     def close(self) -> None:
         self.pool.close()
-        self.pool.join()
 
 
 def _burn(n: int) -> int:
@@ -218,10 +223,10 @@ def cpu_control(n: int = 5_000_000) -> dict:
     start = time.perf_counter()
     _burn(n)
     one = time.perf_counter() - start
-    with mp.get_context("spawn").Pool(2) as pool:
-        pool.map(_burn, [10, 10], chunksize=1)
+    with WorkerPool(2) as pool:
+        list(pool.map(_burn, [10, 10]))
         start = time.perf_counter()
-        pool.map(_burn, [n, n], chunksize=1)
+        list(pool.map(_burn, [n, n]))
         two = time.perf_counter() - start
     return {"one_process_s": round(one, 3), "two_processes_twice_the_work_s": round(two, 3),
             "scaling": round(2 * one / two, 3)}  # fmt: skip
@@ -309,6 +314,7 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=2, help="passes over the task list per round")
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds per rig")
     parser.add_argument("--bare-repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=OUT, help=f"where to write the figures (default {OUT})")
     args = parser.parse_args()
     suite = get_suite(SUITE)
     suite.database(args.scale)
@@ -358,8 +364,8 @@ def main() -> None:
         "target": 1.7,
     }
     result["seconds"] = round(time.time() - started, 1)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     for key in ("single_env", "sync_vector_2", "async_vector_2", "pool_1", "pool_2"):
         r = result[key]
         print(f"{key:15s} {r['steps_per_s']:8.1f} steps/s  (bare limit {r['bare_steps_per_s_limit']:8.1f}; "
@@ -373,7 +379,7 @@ def main() -> None:
     ctl = result["machine"]["cpu_scaling_control"]
     print(f"control: pure-Python CPU work scales {ctl['before']['scaling']:.2f}x / {ctl['after']['scaling']:.2f}x "
           f"on 2 processes (before / after); load average {result['machine']['load_average_at_start']}")  # fmt: skip
-    print(f"wrote {OUT} in {result['seconds']}s")
+    print(f"wrote {args.out} in {result['seconds']}s")
 
 
 if __name__ == "__main__":
