@@ -28,6 +28,7 @@ from quill_env.evaluator import EvalOptions, EvalResult, TaskRunner, evaluate
 from quill_env.measure import CostMode, WallOptions
 from quill_env.registration import register_all
 from quill_env.reward import RewardConfig, Verdict, tier_reward
+from quill_env.reward_functions import compute_score, reward_fn
 from quill_env.tasks import Suite, Task, get_suite, list_suites
 
 register_all()
@@ -40,6 +41,9 @@ __all__ = [
     "EvalResult",
     "TaskRunner",
     "evaluate",
+    # the reward as a function (TRL, verl and anything else)
+    "compute_score",
+    "reward_fn",
     # reward and measurement
     "CostMode",
     "RewardConfig",

@@ -23,67 +23,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from quill_env.action_policy import PolicyViolation
-from quill_env.errors import ConfigError, EnvStateError, IndexBuildError, UnknownNameError
+from quill_env.errors import ConfigError, EnvStateError, IndexBuildError
 from quill_env.evaluator import EvalOptions, EvalResult, TaskRunner
 from quill_env.prompt import extract_sql
 from quill_env.reward import Verdict
-from quill_env.runners import runner_cache, suite_runner_key
-from quill_env.tasks import Suite, get_suite
+from quill_env.reward_functions import TaskRunners, completion_text
 from quill_env.workers import WorkerPool
 
 VERDICTS = tuple(v.value for v in Verdict)
-
-
-class TaskRunners:
-    """Task ids resolved to their runners in the process-wide :func:`~quill_env.runners.runner_cache`.
-
-    Holds no runner itself: runners are built on first use and kept, bounded and least recently
-    used first out, by the shared cache, under the keys :meth:`quill_env.SQLOptEnv.runner` uses,
-    so an environment, the leaderboard pool and these reward workers in one process share them.
-
-    Args:
-        suites: suite names or directories; task ids ``<suite>/<name>`` are looked up in them
-            (by the id's prefix among the shipped suites when ``None``).
-        scale: data scale of the task databases (each suite's default when ``None``).
-        options: :class:`EvalOptions` fields as a dict (``num_variants``, ``cost``, ...).
-    """
-
-    def __init__(
-        self,
-        suites: Sequence[str] | None = None,
-        scale: str | None = None,
-        options: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.suite_names = tuple(suites) if suites else None
-        self.scale = scale
-        self.options = EvalOptions.from_kwargs(**dict(options or {}))
-        self._suites: dict[str, Suite] | None = None
-
-    def suite_of(self, task_id: str) -> Suite:
-        """The suite that holds ``task_id``.
-
-        Raises:
-            UnknownNameError: no suite of this cache holds it (with a did-you-mean suggestion).
-        """
-        prefix = task_id.split("/", 1)[0]
-        if self.suite_names is None:
-            return get_suite(prefix)
-        if self._suites is None:
-            self._suites = {s.name: s for s in map(get_suite, self.suite_names)}
-        if prefix not in self._suites:
-            raise UnknownNameError("suite of task", task_id, self._suites)
-        return self._suites[prefix]
-
-    def runner(self, task_id: str) -> TaskRunner:
-        """The runner of ``task_id`` (built on first use, then taken from the shared cache)."""
-        suite = self.suite_of(task_id)
-        task = suite.task(task_id)
-        key = suite_runner_key(suite, task, self.scale, self.options)
-        return runner_cache().get(key, lambda: TaskRunner.from_suite(suite, task, self.scale, self.options))
-
-    def evaluate(self, task_id: str, action: str) -> EvalResult:
-        """Score ``action`` on ``task_id``."""
-        return self.runner(task_id).evaluate(action)
 
 
 # --- worker processes --------------------------------------------------------------------------
@@ -101,20 +48,6 @@ def _score_group(task_id: str, actions: list[str]) -> list[EvalResult]:
     if _WORKER_RUNNERS is None:
         raise RuntimeError("worker not initialised (use EnvironmentReward, not _score_group directly)")
     return [_WORKER_RUNNERS.evaluate(task_id, a) for a in actions]
-
-
-def completion_text(completion: Any) -> str:
-    """The final answer of a completion: a string, or the last assistant message's content.
-
-    >>> completion_text([{"role": "assistant", "content": "SELECT 1"}])
-    'SELECT 1'
-    """
-    if isinstance(completion, str):
-        return completion
-    for message in reversed(list(completion)):
-        if message.get("role") == "assistant" and isinstance(message.get("content"), str):
-            return message["content"]
-    return ""
 
 
 class EnvironmentReward:
@@ -182,17 +115,14 @@ class EnvironmentReward:
         """
         if len(task_ids) != len(actions):
             raise ConfigError(f"{len(task_ids)} task ids for {len(actions)} actions")
+        if self.workers == 0:
+            if self._local is None:
+                self._local = TaskRunners(self.suites, self.scale, self.eval_options)
+            return self._local.score(task_ids, actions)
         groups: dict[str, list[int]] = collections.defaultdict(list)
         for i, task_id in enumerate(task_ids):
             groups[str(task_id)].append(i)
         out: list[EvalResult | None] = [None] * len(actions)
-        if self.workers == 0:
-            if self._local is None:
-                self._local = TaskRunners(self.suites, self.scale, self.eval_options)
-            for task_id, idx in groups.items():
-                for i in idx:
-                    out[i] = self._local.evaluate(task_id, actions[i])
-            return out  # type: ignore[return-value]  # every slot is filled
         pool = self._executor()
         futures = {
             task_id: pool.submit(_score_group, task_id, [actions[i] for i in idx])
