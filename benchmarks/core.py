@@ -338,7 +338,9 @@ def main() -> None:
     parser.add_argument("--scale", default="medium")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-calibration", action="store_true", help="reuse calibration.json as it is")
-    parser.add_argument("--out", type=Path, help="where to write the figures (default results/core[-ENGINE].json)")
+    parser.add_argument(
+        "--out", type=Path, help="where to write the figures (default results/core[-ENGINE].json)"
+    )
     args = parser.parse_args()
     engine = get_backend(args.engine).name
     out = args.out or out_path(engine)

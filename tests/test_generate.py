@@ -1,3 +1,4 @@
+import fnmatch
 import importlib.util
 import json
 import os
@@ -19,11 +20,13 @@ from quill_agents.export import (
     export,
     load_records,
     preference_pairs,
+    push_to_hub,
     sft_row,
 )
 from quill_agents.generate import GenerateConfig, ReferenceProposer, Steering, generate
 from quill_agents.store import DRAWS_FILE, RECORDS_FILE, DataRecord, read_jsonl, record_key
 from quill_cli import main
+from quill_env.errors import StoreError
 from quill_env.evaluator import TaskRunner
 from quill_env.measure import CostMode
 from quill_env.reward import Verdict
@@ -84,14 +87,21 @@ def test_stored_scoring_fields_are_the_results_own(run_dir, shop_suite):
     typed = DataRecord.from_dict(rec)
     assert typed.verdict is Verdict.IMPROVED and typed.cost_mode is CostMode.WORK
     assert typed.to_dict() == {k: rec[k] for k in typed.to_dict()}
-    task = Task(id="shop/stored", query=rec["query"], suite="shop", schema=rec["schema"],
-                output_columns=tuple(rec["output_columns"]) if rec["output_columns"] else None)
+    task = Task(
+        id="shop/stored",
+        query=rec["query"],
+        suite="shop",
+        schema=rec["schema"],
+        output_columns=tuple(rec["output_columns"]) if rec["output_columns"] else None,
+    )
     runner = TaskRunner.from_suite(shop_suite, task, rec["scale"])
     try:
         result = runner.evaluate(rec["action"])
     finally:
         runner.close()
-    assert result.fields_for(DataRecord) == {name: getattr(typed, name) for name in result.fields_for(DataRecord)}
+    assert result.fields_for(DataRecord) == {
+        name: getattr(typed, name) for name in result.fields_for(DataRecord)
+    }
     with pytest.raises(TypeError):
         DataRecord.from_result(result, id="x")  # the origin fields are not optional
 
@@ -240,6 +250,71 @@ def test_exports_load_as_hf_datasets(exported):
         rows = [json.loads(x) for x in (out / f"{name}.jsonl").read_text().splitlines()]
         ds = datasets.Dataset.from_list(rows)
         assert set(ds.column_names) == columns and len(ds) == len(rows)
+
+
+def test_export_folder_loads_as_named_configs_from_its_card(exported, tmp_path, monkeypatch):
+    """``datasets.load_dataset(folder, name)`` reads the card's front matter: one table per file."""
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _, out, report = exported
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\nlicense: apache-2.0\n") and "config_name: dpo" in card
+    for name, columns, rows in (
+        ("sft", {"prompt", "completion"}, report.sft_rows),
+        ("dpo", {"prompt", "chosen", "rejected"}, report.dpo_rows),
+    ):
+        table = datasets.load_dataset(str(out), name, split="train", cache_dir=str(tmp_path / "cache"))
+        assert set(table.column_names) == columns and len(table) == rows > 0
+
+
+class FakeHub:
+    """A stand-in for ``huggingface_hub.HfApi``: records the calls, uploads nothing."""
+
+    calls: list = []
+
+    def __init__(self, token=None):
+        self.token = token
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+
+    def upload_folder(self, **kwargs):
+        self.calls.append(("upload_folder", kwargs["repo_id"], kwargs))
+        return type("Commit", (), {"commit_url": f"https://hub.test/datasets/{kwargs['repo_id']}/commit/1"})()
+
+
+def test_quill_export_push_to_hub_uploads_the_card_and_files_only(exported, tmp_path, monkeypatch, capsys):
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
+    monkeypatch.setattr(FakeHub, "calls", [])
+    store, _, _ = exported
+    out = tmp_path / "export"
+    argv = [
+        "export",
+        str(store),
+        "--out",
+        str(out),
+        "--multiplier",
+        "1",
+        "--push-to-hub",
+        "me/quill-sql",
+        "--private",
+    ]
+    assert main(argv) == 0
+    assert "https://hub.test/datasets/me/quill-sql/commit/1" in capsys.readouterr().out
+    (create, repo, created), (upload, repo2, uploaded) = FakeHub.calls
+    assert (create, repo, upload, repo2) == ("create_repo", "me/quill-sql", "upload_folder", "me/quill-sql")
+    assert created["repo_type"] == uploaded["repo_type"] == "dataset" and created["private"] is True
+    files = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    sent = {f for f in files if any(fnmatch.fnmatch(f, pat) for pat in uploaded["allow_patterns"])}
+    assert {"README.md", "sft.jsonl", "dpo.jsonl", "export.json"} <= sent
+    assert not any(f.startswith("hf/") for f in sent) and any(f.startswith("hf/") for f in files)
+
+
+def test_push_to_hub_refuses_a_folder_that_is_not_an_export(tmp_path):
+    with pytest.raises(StoreError, match="not a quill export"):
+        push_to_hub(tmp_path, "me/x", api=FakeHub())
 
 
 def test_export_summary_names_the_source_schemas_for_quill_train(exported):

@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
-from quill_agents.export import ExportConfig, export
+from quill_agents.export import ExportConfig, export, push_to_hub
 from quill_agents.generate import DataLoop, GenerateConfig
 from quill_agents.proposers import build_proposer, build_teacher
 from quill_agents.slow_sources import TeacherSource
@@ -73,6 +73,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     exp.add_argument("--seed", type=int, default=0, help="seed of the renamings")
     exp.add_argument("--verify", action="store_true", help="score every renamed example; drop failures")
     exp.add_argument("--no-hf", action="store_true", help="skip the Hugging Face datasets copy")
+    exp.add_argument(
+        "--push-to-hub",
+        metavar="REPO",
+        help="then upload the folder to this dataset repository of the Hub (user/name; created "
+        "when missing; credentials from HF_TOKEN or `hf auth login`)",
+    )
+    exp.add_argument("--private", action="store_true", help="with --push-to-hub: a private repository")
     exp.add_argument(
         "--include-test-schemas",
         action="store_true",
@@ -195,4 +202,8 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
             f"exported records of the held-out test schemas {', '.join(report.held_out_schemas)} "
             "(--include-test-schemas): do not test a model trained on them on the test split"
         )
+    if args.push_to_hub:
+        with console.status(f"pushing to {args.push_to_hub}"):
+            url = push_to_hub(args.out, args.push_to_hub, private=args.private)
+        console.print(f"pushed to the Hub: {url}", markup=False, highlight=False)
     return 0
