@@ -385,3 +385,18 @@ def test_a_table_behind_a_view_is_emptied_too(tmp_path):
     result = evaluate(str(path), slow, "SELECT u.id FROM users u WHERE u.born = 1970")
     assert result.verdict is Verdict.WRONG_RESULT, result
     assert result.error.startswith("without:follows: ")
+
+
+@pytest.mark.slow
+def test_a_statement_of_more_than_2_31_vm_steps_keeps_its_count():
+    """SQLite's step counter is 32 bits: a query of more than 2**31 steps read as negative, so its
+    baseline cost was negative and every rewrite of it (a user's slow query over 200k rows, made
+    500x faster) was stopped at once as a timeout. The count must come back whole."""
+    from quill_env.backends.sqlite import SQLiteBackend
+
+    rows = 130_000_000  # 17 VM steps per row: about 2.2e9 steps, ~20 s
+    sql = f"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {rows}) SELECT count(*) FROM c"
+    with SQLiteBackend.from_rows(["CREATE TABLE t(a INTEGER)"], {"t": [(1,)]}) as backend:
+        result = backend.execute(sql)
+    assert result.ok and result.rows == [(rows,)]
+    assert result.counters["vm_step"] > 2**31 and result.work > result.counters["vm_step"]

@@ -240,8 +240,10 @@ class _Check:
     run: ExecResult | None = None
 
 
-BASELINE_FORMAT = "4"
-"""Version of the baseline cache entries (bump when what a baseline holds changes)."""
+BASELINE_FORMAT = "5"
+"""Version of the baseline cache entries (bump when what a baseline holds changes).
+
+5: SQLite step counts above 2**31 are whole (before, such a baseline's cost was negative)."""
 
 DEADLINE_FACTOR = 6.0
 """An evaluation's deadline is at least this multiple of the original's own time on every database."""

@@ -182,6 +182,30 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 PROGRESS_OPS = 1000
 """VM instructions between two progress-handler calls (budget granularity)."""
 
+_COUNTER_WRAP = 1 << 32
+"""SQLite keeps a statement's counters (``SQLITE_STMTSTATUS_VM_STEP``) in 32 bits."""
+
+
+def unwrapped_steps(reported: int, progress_calls: int) -> int:
+    """A statement's true VM step count from SQLite's 32-bit counter and the progress calls.
+
+    ``sqlite3_stmt_status`` returns the count modulo 2**32, as a signed int: a query of more
+    than 2**31 steps reads as negative (and one of 2**32 as small), which made such a baseline's
+    cost negative, so every rewrite of it was stopped at once. The progress handler, called
+    about every :data:`PROGRESS_OPS` steps, gives the count to within a few thousand; the true
+    count is the one of that neighbourhood with the counter's low 32 bits.
+
+    >>> unwrapped_steps(17_000_015, 17_000)
+    17000015
+    >>> unwrapped_steps(3_000_000_000 - 2**32, 3_000_000)   # read as negative
+    3000000000
+    >>> unwrapped_steps(9_000_000_123 % 2**32, 9_000_000)    # wrapped twice
+    9000000123
+    """
+    low = reported % _COUNTER_WRAP
+    estimate = progress_calls * PROGRESS_OPS
+    return low + round((estimate - low) / _COUNTER_WRAP) * _COUNTER_WRAP
+
 FIXED_NOW_UNIX = 1_767_225_600
 """The instant every connection's clock reads: 2026-01-01 00:00:00 UTC. ``'now'`` reached by
 any path (a computed string, a value in the data) is this constant, so no statement can see the
@@ -658,7 +682,7 @@ class SQLiteBackend(Backend):
         counters["loop_column_ppm"] = column_ppm
         counters["loop_opcodes"] = loop_opcodes
         counters["largest_alloc"] = int(apsw.status(apsw.SQLITE_STATUS_MALLOC_SIZE, False)[1])
-        steps = counters.get("vm_step", 0)
+        steps = counters["vm_step"] = unwrapped_steps(counters.get("vm_step", 0), state["calls"])
         if status is ExecStatus.TIMEOUT:
             counters["vm_step"] = steps = max(steps, state["calls"] * PROGRESS_OPS)
         return ExecResult(
