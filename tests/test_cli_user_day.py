@@ -466,6 +466,33 @@ def test_evaluate_exit_code_is_zero_only_when_correct(small_db, candidate, rc, v
         assert result["verdict"] == verdict
 
 
+def test_evaluate_scores_every_candidate_it_is_given(small_db):
+    """A repeated --candidate is scored, not dropped: each result in order, and the exit code is
+    0 only when every candidate is correct."""
+    args = (
+        "evaluate",
+        small_db,
+        "--slow",
+        SLOW,
+        "--candidate",
+        INDEXED,
+        "--candidate",
+        WRONG,
+        "--variants",
+        "2",
+    )
+    proc = quill(*args, "--json")
+    assert proc.returncode == 1, proc.stderr
+    assert [r["verdict"] for r in json.loads(proc.stdout)] == ["improved", "wrong_result"]
+    text = quill(*args).stdout
+    assert "candidate 1 of 2" in text and "candidate 2 of 2" in text
+    assert text.index("improved") < text.index("wrong_result")
+    both_good = quill(
+        "evaluate", small_db, "--slow", SLOW, "--candidate", INDEXED, "--candidate", SLOW, "--json"
+    )
+    assert both_good.returncode == 0 and len(json.loads(both_good.stdout)) == 2
+
+
 def test_evaluate_usage_errors_exit_2_and_help_documents_the_codes(tmp_path):
     proc = quill("evaluate", str(tmp_path / "nope.db"), "--slow", SLOW, "--candidate", SLOW, check_rc=2)
     no_traceback(proc)

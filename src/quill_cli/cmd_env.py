@@ -22,7 +22,7 @@ from quill_env.measure import CostMode
 from quill_env.tasks import SCALES, get_suite, list_suites
 
 EVALUATE_EPILOG = """exit codes:
-  0  the candidate is correct (verdict improved, no_gain or unchanged)
+  0  the candidate is correct (verdict improved, no_gain or unchanged); with several, every one
   1  the candidate is not correct (wrong_result, syntax_error, rejected, timeout, runtime_error)
   2  usage error: bad arguments, unreadable @file, database that cannot be opened, or a slow
      query that itself fails
@@ -79,21 +79,33 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
-    """Score one rewrite of a slow query on a database; exit 0 only when it is correct."""
-    slow, candidate = sql_arg(args.slow, "--slow"), sql_arg(args.candidate, "--candidate")
+    """Score rewrites of a slow query on a database; exit 0 only when every one is correct.
+
+    One ``--candidate`` prints its result (``--json``: one object); several are each scored on
+    the same runner (the baseline and variants are built once) and printed in order
+    (``--json``: a list).
+    """
+    slow = sql_arg(args.slow, "--slow")
+    candidates = [sql_arg(c, "--candidate") for c in args.candidate]
     options = {"cost": args.cost, "num_variants": args.variants, "budget_factor": args.budget_factor}
-    result = evaluate(
-        args.database,
-        slow,
-        candidate,
-        output_columns=args.output_columns.split(",") if args.output_columns else None,
-        **options,
-    )
-    code = EXIT_OK if result.correct else EXIT_NEGATIVE
+    columns = args.output_columns.split(",") if args.output_columns else None
+    results = [evaluate(args.database, slow, c, output_columns=columns, **options) for c in candidates]
+    code = EXIT_OK if all(r.correct for r in results) else EXIT_NEGATIVE
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2, default=str))
+        out = [r.to_dict() for r in results]
+        print(json.dumps(out[0] if len(out) == 1 else out, indent=2, default=str))
         return code
-    table = Table(show_header=False, title=f"{result.engine}, cost={result.cost_mode}")
+    for i, result in enumerate(results, 1):
+        title = f"{result.engine}, cost={result.cost_mode}"
+        if len(results) > 1:
+            title = f"candidate {i} of {len(results)}: {title}"
+        console.print(result_table(result, title))
+    return code
+
+
+def result_table(result: Any, title: str) -> Table:
+    """One result as a two-column table (verdict, reward, speedup, costs, variants, error)."""
+    table = Table(show_header=False, title=title)
     table.add_row("verdict", f"[bold]{result.verdict.value}[/]")
     table.add_row("correct", str(result.correct))
     table.add_row("reward", f"{result.reward:+.3f}")
@@ -107,8 +119,7 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     table.add_row("variants", variants_cell(result.variants))
     if result.error:
         table.add_row("error", escape(result.error))
-    console.print(table)
-    return code
+    return table
 
 
 def variants_cell(variants: Sequence[Any], width: int = 72) -> str:
@@ -237,7 +248,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--slow", required=True, help="the original query, or @file.sql")
     ev.add_argument(
-        "--candidate", required=True, help="the rewrite (with optional CREATE INDEX), or @file.sql"
+        "--candidate",
+        required=True,
+        action="append",
+        help="the rewrite (with optional CREATE INDEX), or @file.sql; repeat it to score several",
     )
     ev.add_argument("--output-columns", default=None, help="comma-separated columns the application reads")
     ev.add_argument("--cost", type=enum_arg(CostMode), default=CostMode.WORK, choices=tuple(CostMode))
