@@ -23,6 +23,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("trl")
 pytest.importorskip("peft")
 
+from quill_agents.leaderboard import AgentSpec, BenchConfig, run_bench  # noqa: E402
 from quill_agents.trainers import (  # noqa: E402
     DPOTrainConfig,
     EnvironmentReward,
@@ -197,6 +198,28 @@ def test_sft_lora(tiny_model, tmp_path):
     assert [entry["step"] for entry in saved["losses"]] == [1, 2]
     assert report.tokens and report.tokens_per_second > 0
     assert 0 < report.parameters["trainable"] < report.parameters["total"]
+
+
+def test_a_trained_adapter_gets_quills_model_card_with_its_leaderboard_results(tiny_model, tmp_path):
+    """Not PEFT's blank template: the card names the base model and the training run, and every
+    ``quill bench`` of the model adds its leaderboard row."""
+    out = tmp_path / "sft"
+    train_sft(SFTTrainConfig(**common(tiny_model, out)))
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\nbase_model: ") and "trained with Quill's `sft` trainer" in card
+    assert "More Information Needed" not in card  # PEFT's template
+    assert "Not benchmarked yet" in card and "- steps: 2" in card
+    spec = AgentSpec("policy", {"path": str(out), "max_new_tokens": 16}, label="policy:sft")
+    config = BenchConfig(agents=[spec], suites=["shop"], split="test", scale="small", limit=2, workers=0)
+    result = run_bench(config, run="card-test")
+    card = (out / "README.md").read_text()
+    row = next(line for line in card.splitlines() if line.endswith("| card-test |"))
+    summary = result.agents[0].summary
+    assert row.startswith("| shop | test | small | SQLite") and f"| {summary['tasks']} |" in row
+    assert f"{100 * summary['correct']:.1f}%" in row and f"{100 * summary['fast_p']['2']:.1f}% |" in row
+    assert "Not benchmarked yet" not in card
+    run_bench(config, run="card-test")  # the same run again replaces its row
+    assert (out / "README.md").read_text().count("| card-test |") == 1
 
 
 def test_sft_completion_only_and_export_rows(tiny_model, tmp_path, shop_suite):

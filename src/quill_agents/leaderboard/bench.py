@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from quill_agents.leaderboard.agents import AgentSpec
@@ -27,6 +28,7 @@ from quill_agents.leaderboard.pool import (
     run_jobs,
 )
 from quill_agents.leaderboard.submission import Issue, Submission, check_claims, read_submission
+from quill_agents.trainers.model_card import add_leaderboard_result, leaderboard_entry
 from quill_env.backends import DEFAULT_ENGINE
 from quill_env.errors import ConfigError
 from quill_env.evaluator import EvalOptions
@@ -264,17 +266,20 @@ def run_bench(
     for r in records:
         by_agent[r.agent].append(r)
     order = {t: i for i, t in enumerate(task_ids)}
+    fp = fingerprint(used, scale=config.scale, cost=config.cost, split=config.split, engine=config.engine)
+    run = run or default_run_name(config.split, fp["scale"], config.cost, config.engine)
     results = []
     for spec in config.agents:
         recs = _sorted(by_agent[spec.label], order)
         results.append(AgentResult(spec.label, spec.kind, "agent", recs, summarize(recs)))
+        if spec.kind == "policy" and Path(spec.kwargs["path"]).is_dir():  # its model card shows it
+            add_leaderboard_result(spec.kwargs["path"], leaderboard_entry(fp, results[-1].summary, run))
     for player, sub in zip(players[len(config.agents) :], subs):
         sub_result = _submission_result(sub, by_agent[player.label], tasks, config)
         sub_result.label = player.label
         results.append(sub_result)
-    fp = fingerprint(used, scale=config.scale, cost=config.cost, split=config.split, engine=config.engine)
     return BenchResult(
-        run=run or default_run_name(config.split, fp["scale"], config.cost, config.engine),
+        run=run,
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         fingerprint=fp,
         tasks=task_ids,

@@ -33,6 +33,7 @@ from typing import Any, TypedDict
 
 from quill_agents.heldout import check_schemas, held_out_schemas
 from quill_agents.models import load_model, load_tokenizer
+from quill_agents.trainers.model_card import write_model_card
 from quill_env.errors import ConfigError
 from quill_env.evaluator import EvalOptions, TaskRunner
 from quill_env.prompt import build_messages, format_completion
@@ -612,6 +613,7 @@ def run_and_save(config: TrainConfig, trainer: Any, tokenizer: Any, examples: in
     report = report_from_trainer(config, trainer, seconds, examples)
     save_outputs(trainer, tokenizer, config.output_dir)
     report.write()
+    write_model_card(config.output_dir)  # in place of PEFT's blank template
     logger.info(
         "%s: %d steps in %.1fs; report in %s", config.algorithm, report.steps, seconds, config.output_dir
     )

@@ -206,6 +206,7 @@ def unwrapped_steps(reported: int, progress_calls: int) -> int:
     estimate = progress_calls * PROGRESS_OPS
     return low + round((estimate - low) / _COUNTER_WRAP) * _COUNTER_WRAP
 
+
 FIXED_NOW_UNIX = 1_767_225_600
 """The instant every connection's clock reads: 2026-01-01 00:00:00 UTC. ``'now'`` reached by
 any path (a computed string, a value in the data) is this constant, so no statement can see the
