@@ -21,7 +21,7 @@ def main() -> None:
     args = parser.parse_args()
     reward = RewardFunction(scale="small", engine=args.engine)
     first, second = [t for t in quill_env.get_suite("shop").split("train") if t.reference][:2]
-    port = {t.id: reward.runners.runner(t.id).task for t in (first, second)}  # the engine's SQL
+    port = {t.id: reward.runner(t.id).task for t in (first, second)}  # the engine's SQL
     completions = {
         "the reference rewrite": (first.id, format_completion(port[first.id].reference)),
         "the original, unchanged": (first.id, format_completion(port[first.id].query)),

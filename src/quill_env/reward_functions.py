@@ -122,11 +122,11 @@ def completion_text(completion: Any) -> str:
     return ""
 
 
-class RewardFunction:
+class RewardFunction(TaskRunners):
     """Scores completions on their tasks and returns the environment's rewards.
 
-    Args:
-        suites, scale, options, engine: as for :class:`TaskRunners`.
+    It is a :class:`TaskRunners` (the same arguments: suites, scale, options, engine) that can be
+    called as a reward function.
 
     Example:
         >>> from quill_env import reward_fn
@@ -137,19 +137,10 @@ class RewardFunction:
 
     __name__ = "quill_reward"
 
-    def __init__(
-        self,
-        suites: Sequence[str] | None = None,
-        scale: str | None = None,
-        options: Mapping[str, Any] | None = None,
-        engine: str = DEFAULT_ENGINE,
-    ) -> None:
-        self.runners = TaskRunners(suites, scale, options, engine)
-
     def results(self, completions: Sequence[Any], task_ids: Sequence[str]) -> list[EvalResult]:
         """The full :class:`EvalResult` of each completion on its task."""
         actions = [extract_sql(completion_text(c)) for c in completions]
-        return self.runners.score(task_ids, actions)
+        return self.score(task_ids, actions)
 
     def __call__(
         self,
