@@ -312,6 +312,22 @@ def test_quill_export_push_to_hub_uploads_the_card_and_files_only(exported, tmp_
     assert not any(f.startswith("hf/") for f in sent) and any(f.startswith("hf/") for f in files)
 
 
+class DownHub(FakeHub):
+    def create_repo(self, repo_id, **kwargs):
+        raise ConnectionError("the Hub cannot be reached")
+
+
+def test_a_failed_push_keeps_the_export_and_says_so(exported, tmp_path, monkeypatch, capsys):
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    monkeypatch.setattr(huggingface_hub, "HfApi", DownHub)
+    store, _, _ = exported
+    out = tmp_path / "export"
+    assert main(["export", str(store), "--out", str(out), "--multiplier", "1", "--push-to-hub", "me/x"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "pushing it to me/x failed: the Hub cannot be reached" in err and "Traceback" not in err
+    assert (out / "sft.jsonl").is_file() and (out / "README.md").is_file()
+
+
 def test_push_to_hub_refuses_a_folder_that_is_not_an_export(tmp_path):
     with pytest.raises(StoreError, match="not a quill export"):
         push_to_hub(tmp_path, "me/x", api=FakeHub())

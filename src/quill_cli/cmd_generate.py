@@ -12,7 +12,7 @@ from quill_agents.export import ExportConfig, export, push_to_hub
 from quill_agents.generate import DataLoop, GenerateConfig
 from quill_agents.proposers import build_proposer, build_teacher
 from quill_agents.slow_sources import TeacherSource
-from quill_cli.console import EXIT_INTERRUPTED, print_error, print_warning, scale_list
+from quill_cli.console import EXIT_INTERRUPTED, EXIT_NEGATIVE, print_error, print_warning, scale_list
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -203,7 +203,13 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
             "(--include-test-schemas): do not test a model trained on them on the test split"
         )
     if args.push_to_hub:
-        with console.status(f"pushing to {args.push_to_hub}"):
-            url = push_to_hub(args.out, args.push_to_hub, private=args.private)
+        try:
+            with console.status(f"pushing to {args.push_to_hub}"):
+                url = push_to_hub(args.out, args.push_to_hub, private=args.private)
+        except OSError as err:  # the Hub's HTTP errors are OSErrors too
+            print_error(
+                f"the export is written in {args.out}, but pushing it to {args.push_to_hub} failed: {err}"
+            )
+            return EXIT_NEGATIVE
         console.print(f"pushed to the Hub: {url}", markup=False, highlight=False)
     return 0

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +35,8 @@ from quill_env.errors import ConfigError
 from quill_env.evaluator import EvalOptions
 from quill_env.measure import CostMode
 from quill_env.tasks import Suite, Task, resolve_suites, select_tasks, suites_root
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 """Called with (steps done, steps in total) as workers finish jobs."""
@@ -273,7 +276,10 @@ def run_bench(
         recs = _sorted(by_agent[spec.label], order)
         results.append(AgentResult(spec.label, spec.kind, "agent", recs, summarize(recs)))
         if spec.kind == "policy" and Path(spec.kwargs["path"]).is_dir():  # its model card shows it
-            add_leaderboard_result(spec.kwargs["path"], leaderboard_entry(fp, results[-1].summary, run))
+            try:
+                add_leaderboard_result(spec.kwargs["path"], leaderboard_entry(fp, results[-1].summary, run))
+            except OSError as err:  # a read-only model directory must not lose the run
+                log.warning("could not add the results to the model card in %s: %s", spec.kwargs["path"], err)
     for player, sub in zip(players[len(config.agents) :], subs):
         sub_result = _submission_result(sub, by_agent[player.label], tasks, config)
         sub_result.label = player.label
