@@ -98,14 +98,23 @@ class TaskRunners:
         """
         if len(task_ids) != len(actions):
             raise ConfigError(f"{len(task_ids)} task ids for {len(actions)} actions")
-        groups: dict[str, list[int]] = collections.defaultdict(list)
-        for i, task_id in enumerate(task_ids):
-            groups[str(task_id)].append(i)
         out: list[EvalResult | None] = [None] * len(actions)
-        for task_id, idx in groups.items():
+        for task_id, idx in task_groups(task_ids).items():
             for i in idx:
                 out[i] = self.evaluate(task_id, actions[i])
         return out  # type: ignore[return-value]  # every slot is filled
+
+
+def task_groups(task_ids: Sequence[str]) -> dict[str, list[int]]:
+    """The positions of each task's entries, tasks in order of first appearance.
+
+    >>> task_groups(["shop/a", "shop/b", "shop/a"])
+    {'shop/a': [0, 2], 'shop/b': [1]}
+    """
+    groups: dict[str, list[int]] = collections.defaultdict(list)
+    for i, task_id in enumerate(task_ids):
+        groups[str(task_id)].append(i)
+    return dict(groups)
 
 
 def completion_text(completion: Any) -> str:
@@ -198,8 +207,7 @@ def compute_score(
         raise ConfigError(
             f"compute_score needs extra_info['task_id'] (a Quill task id) for data source {data_source!r}"
         )
-    scale, engine = info.get("scale"), info.get("engine") or DEFAULT_ENGINE
-    score = reward_fn if (scale, engine) == (None, DEFAULT_ENGINE) else _scorer(scale, engine)
+    score = _scorer(info.get("scale"), info.get("engine") or DEFAULT_ENGINE)
     (result,) = score.results([solution_str], [str(task_id)])
     return {
         "score": float(result.reward),
@@ -208,7 +216,8 @@ def compute_score(
     }
 
 
-_SCORERS: dict[tuple[str | None, str], RewardFunction] = {}
+_SCORERS: dict[tuple[str | None, str], RewardFunction] = {(None, reward_fn.engine): reward_fn}
+"""The reward functions :func:`compute_score` has used, by (scale, engine)."""
 
 
 def _scorer(scale: str | None, engine: str) -> RewardFunction:
@@ -218,4 +227,4 @@ def _scorer(scale: str | None, engine: str) -> RewardFunction:
     return _SCORERS[key]
 
 
-__all__ = ["RewardFunction", "TaskRunners", "completion_text", "compute_score", "reward_fn"]
+__all__ = ["RewardFunction", "TaskRunners", "completion_text", "compute_score", "reward_fn", "task_groups"]

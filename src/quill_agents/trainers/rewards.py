@@ -27,7 +27,7 @@ from quill_env.errors import ConfigError, EnvStateError, IndexBuildError
 from quill_env.evaluator import EvalOptions, EvalResult, TaskRunner
 from quill_env.prompt import extract_sql
 from quill_env.reward import Verdict
-from quill_env.reward_functions import TaskRunners, completion_text
+from quill_env.reward_functions import TaskRunners, completion_text, task_groups
 from quill_env.workers import WorkerPool
 
 VERDICTS = tuple(v.value for v in Verdict)
@@ -119,9 +119,7 @@ class EnvironmentReward:
             if self._local is None:
                 self._local = TaskRunners(self.suites, self.scale, self.eval_options)
             return self._local.score(task_ids, actions)
-        groups: dict[str, list[int]] = collections.defaultdict(list)
-        for i, task_id in enumerate(task_ids):
-            groups[str(task_id)].append(i)
+        groups = task_groups(task_ids)
         out: list[EvalResult | None] = [None] * len(actions)
         pool = self._executor()
         futures = {
