@@ -8,6 +8,7 @@ import sys
 import time
 
 from quill_env import TaskRunner
+from quill_env.backends import Backend
 from quill_env.twins import applied as twin_applied
 from quill_env.twins import materialized
 
@@ -54,3 +55,12 @@ def json_in_fresh_processes(code: str, payload: object, times: int = 2) -> list:
         )
         for _ in range(times)
     ]
+
+
+def shipped_calibration(backend: type[Backend]) -> dict[str, float]:
+    """The calibration constants ``backend`` ships (what a benchmark's agreement is scored with)."""
+    return {
+        "alpha": backend.calibration_alpha,
+        "statement_work": backend.calibration_statement_work,
+        "row_work": backend.calibration_row_work,
+    }

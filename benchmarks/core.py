@@ -26,6 +26,7 @@ Run: .venv/bin/python benchmarks/core.py [--engine sqlite|duckdb] [--scale mediu
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -37,7 +38,7 @@ import gymnasium as gym
 
 import calibration
 import quill_env
-from common import bare_seconds, json_in_fresh_processes
+from common import bare_seconds, json_in_fresh_processes, shipped_calibration
 from quill_env import EvalOptions, TaskRunner, WallOptions, get_suite
 from quill_env.backends import Backend, get_backend
 from quill_env.dialect import SUITE_DIALECT
@@ -52,9 +53,15 @@ def out_path(engine: str) -> Path:
     return RESULTS / ("core.json" if engine == "sqlite" else f"core-{engine}.json")
 
 
+@functools.cache
+def empty(engine: str) -> Backend:
+    """An empty database of ``engine``, opened once: what porting SQL and the version need."""
+    return get_backend(engine).empty()
+
+
 def port(engine: str, sql: str) -> str:
     """``sql``, written in the suite dialect, in ``engine``'s."""
-    return get_backend(engine).empty().port(sql, SUITE_DIALECT)
+    return empty(engine).port(sql, SUITE_DIALECT)
 
 
 def step_overhead(scale: str, repeats: int, engine: str) -> dict:
@@ -303,11 +310,7 @@ def calibration_of(engine: str, scale: str, skip: bool) -> dict:
         ran = json.loads(source.read_text())
         cal = ran["calibration"]
         backend = get_backend(engine)
-        shipped = {
-            "alpha": backend.calibration_alpha,
-            "statement_work": backend.calibration_statement_work,
-            "row_work": backend.calibration_row_work,
-        }
+        shipped = shipped_calibration(backend)
         if cal["shipped"] != shipped:
             raise SystemExit(
                 f"{source.name} scored other constants than {engine}'s ({cal['shipped']} != {shipped}): "
@@ -348,7 +351,7 @@ def main() -> None:
     calib = calibration_of(engine, args.scale, args.skip_calibration)
     result = {
         "quill_version": quill_env.__version__,
-        "engine": get_backend(engine).empty().engine_version(),
+        "engine": empty(engine).engine_version(),
         "machine": {
             "python": platform.python_version(),
             "platform": platform.platform(),

@@ -39,7 +39,7 @@ from scipy.optimize import least_squares
 from scipy.stats import spearmanr
 
 import quill_env
-from common import json_in_fresh_processes
+from common import json_in_fresh_processes, shipped_calibration
 from quill_env import EvalOptions, TaskRunner, Verdict, WallOptions, get_suite, list_suites
 from quill_env.backends import get_backend
 from quill_env.backends.base import Budget
@@ -234,11 +234,7 @@ def main() -> None:
     measured = [p for p in points if "error" not in p]
     timed = [p for p in measured if p["cand_ok"] and p["wall_ratio"] > 0]
     backend = get_backend(engine)
-    shipped = {
-        "alpha": backend.calibration_alpha,
-        "statement_work": backend.calibration_statement_work,
-        "row_work": backend.calibration_row_work,
-    }
+    shipped = shipped_calibration(backend)
     fitted = fit(timed)
     paying = [p for p in measured if p["verdict"] == "improved"][:3]
     result = {
