@@ -33,7 +33,7 @@ from typing import Any, TypedDict
 
 from quill_agents.heldout import check_schemas, held_out_schemas
 from quill_agents.models import load_model, load_tokenizer
-from quill_agents.trainers.model_card import write_model_card
+from quill_agents.trainers.model_card import REPORT_NAME, write_model_card
 from quill_env.errors import ConfigError
 from quill_env.evaluator import EvalOptions, TaskRunner
 from quill_env.prompt import build_messages, format_completion
@@ -43,8 +43,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-Coder-7B-Instruct"
 """The default base model: Qwen2.5 7B Coder Instruct (any causal LM id or local path works)."""
-
-REPORT_NAME = "training_report.json"
 
 
 def config_field(text: str, default: Any = None, **kw: Any) -> Any:

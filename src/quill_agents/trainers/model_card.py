@@ -18,7 +18,8 @@ from typing import Any
 CARD_NAME = "README.md"
 RESULTS_NAME = "quill_results.json"
 """The leaderboard results of the model, beside its adapter (a JSON list)."""
-REPORT_FILE = "training_report.json"
+REPORT_NAME = "training_report.json"
+"""The training report every trainer writes beside its outputs."""
 CARD_TAGS = ("quill", "sql", "query-optimization", "text-to-sql", "trl")
 
 
@@ -65,7 +66,7 @@ def add_leaderboard_result(model_dir: str | os.PathLike[str], entry: Mapping[str
 def write_model_card(model_dir: str | os.PathLike[str]) -> Path:
     """Render ``README.md`` of ``model_dir`` from its training report and leaderboard results."""
     model_dir = Path(model_dir)
-    report_path, results_path = model_dir / REPORT_FILE, model_dir / RESULTS_NAME
+    report_path, results_path = model_dir / REPORT_NAME, model_dir / RESULTS_NAME
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     results = json.loads(results_path.read_text()) if results_path.exists() else []
     card = model_dir / CARD_NAME
@@ -144,4 +145,11 @@ def _num(x: Any, spec: str, suffix: str = "") -> str:
     return "-" if x is None else f"{format(float(x), spec)}{suffix}"
 
 
-__all__ = ["RESULTS_NAME", "add_leaderboard_result", "leaderboard_entry", "model_card", "write_model_card"]
+__all__ = [
+    "REPORT_NAME",
+    "RESULTS_NAME",
+    "add_leaderboard_result",
+    "leaderboard_entry",
+    "model_card",
+    "write_model_card",
+]
