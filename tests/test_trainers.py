@@ -301,7 +301,10 @@ def test_grpo_single_turn_rewards_are_the_environments(warm_model, tmp_path, sho
     assert sum(report.extra["verdict_counts"].values()) == 8
 
 
-def test_grpo_multi_turn_environment_factory(warm_model, tmp_path):
+@pytest.mark.parametrize(
+    ("reward_workers", "environment"), [(0, "SQLToolEnvironment"), (2, "AsyncSQLToolEnvironment")]
+)
+def test_grpo_multi_turn_environment_factory(warm_model, tmp_path, reward_workers, environment):
     snap = Snapshot()
     rows = [{"prompt": SHORT_PROMPT, "task_id": TASK}]
     # a submit call with the reference takes about 90 tokens
@@ -313,6 +316,7 @@ def test_grpo_multi_turn_environment_factory(warm_model, tmp_path):
             max_tool_calling_iterations=1,
             max_completion_length=128,
             temperature=0.7,
+            reward_workers=reward_workers,
         )
     )
     report = train_grpo(config, rows, callbacks=[snap.callback])
@@ -321,8 +325,10 @@ def test_grpo_multi_turn_environment_factory(warm_model, tmp_path):
     assert max(submitted) > 0, "the warm model submits through the tool"
     for logged in report.rewards:
         # get_reward is the reward; the zero-weight metrics function reports the same values
-        assert math.isclose(logged["reward"], logged["rewards/SQLToolEnvironment/mean"], abs_tol=1e-6)
+        assert math.isclose(logged["reward"], logged[f"rewards/{environment}/mean"], abs_tol=1e-6)
         assert math.isclose(logged["rewards/quill_verdicts/mean"], logged["reward"], abs_tol=1e-6)
+    if reward_workers:  # the workers' reward scored every episode, once: 2 steps of 4 rollouts
+        assert sum(report.extra["verdict_counts"].values()) == 8
     assert snap.changed()
 
 

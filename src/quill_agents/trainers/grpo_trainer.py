@@ -6,8 +6,10 @@ advantage of each completion measured against the other completions sampled for 
 instead of a learned value network. The reward is the environment's: every completion is
 executed and verified by :class:`~quill_agents.trainers.rewards.EnvironmentReward` in worker
 processes. With ``multi_turn=True`` the model may call tools (query plan, dry run) before it
-submits, through TRL's ``environment_factory``, and the environment's ``get_reward`` scores it.
-The build-and-run path is shared with RLOO (:mod:`.online`).
+submits, through TRL's ``environment_factory``, and the environment's ``get_reward`` scores it;
+with ``reward_workers > 0`` the tools are coroutines whose work runs in the reward's worker
+processes, and a batch's episodes are scored together, in parallel. The build-and-run path is
+shared with RLOO (:mod:`.online`).
 """
 
 from __future__ import annotations
@@ -41,8 +43,11 @@ def build_grpo_trainer(
     """A ready ``trl.GRPOTrainer``, its tokenizer, the number of prompts and its reward.
 
     With ``config.multi_turn`` the model calls the environment's tools through TRL's
-    ``environment_factory`` (the tokenizer's chat template must support tools), the
-    environment's ``get_reward`` is the reward, and the returned reward is None.
+    ``environment_factory`` (the tokenizer's chat template must support tools) and the
+    environment's ``get_reward`` is the reward. With ``config.reward_workers > 0`` the tools
+    run in the workers of the returned (or given) reward without blocking the trainer
+    (:class:`~quill_agents.trainers.rewards.AsyncSQLToolEnvironment`); with 0 they run in this
+    process and the returned reward is None.
 
     Args:
         config: the run's configuration.
@@ -54,8 +59,11 @@ def build_grpo_trainer(
     from trl import GRPOTrainer
 
     if config.multi_turn:
+        reward = options.get("reward")
+        if reward is None and config.reward_workers > 0:
+            reward = options["reward"] = environment_reward(config)
         options["environment_factory"] = tool_environment_factory(  # type: ignore[typeddict-unknown-key]
-            config.suites, config.scale, config.eval_options()
+            config.suites, config.scale, config.eval_options(), reward=reward
         )
     return build_online_trainer(GRPOTrainer, config, rows, **options)
 

@@ -42,8 +42,8 @@ class OnlineOptions(TrainerOptions, total=False):
 
     Attributes:
         reward: the environment reward function; built from the config (and, by ``train_*``,
-            closed at the end) when None; unused in multi-turn mode, where the environment's
-            ``get_reward`` is the reward.
+            closed at the end) when None. In multi-turn mode the environment's ``get_reward`` is
+            the reward, and this one's workers run the tools and score the episodes.
     """
 
     reward: EnvironmentReward | None
@@ -84,8 +84,9 @@ def build_online_trainer(
         rows: ``{"prompt", "task_id"}`` rows; the config's suite tasks when None.
         model: an already loaded model (the config's ``model`` is loaded when None).
         tokenizer: its tokenizer (its chat template must support tools in multi-turn mode).
-        reward: the reward function (built from the config when None; unused in multi-turn
-            mode, where the environment's ``get_reward`` is the reward).
+        reward: the reward function (built from the config when None). In multi-turn mode,
+            where the environment's ``get_reward`` is the reward, it is the one whose workers
+            the tool environment uses (None when the tools run in this process).
         callbacks: extra ``transformers`` callbacks.
         **trainer_kwargs: further arguments of ``trainer_cls``; an ``environment_factory``
             selects multi-turn mode, whose only reward function logs the episodes' metrics.
@@ -96,8 +97,8 @@ def build_online_trainer(
     rows = list(rows) if rows is not None else rl_prompt_rows(config)
     model, tokenizer = resolve_model_and_tokenizer(config, model, tokenizer)
     if "environment_factory" in trainer_kwargs:
-        reward_funcs: list[Any] = [ToolEpisodeMetrics()]
-        env_reward = None
+        reward_funcs: list[Any] = [ToolEpisodeMetrics()]  # first: it scores a batch's episodes at once
+        env_reward = reward
     else:
         env_reward = reward or environment_reward(config)
         reward_funcs = [env_reward]
@@ -130,8 +131,8 @@ def run_online(
         trainer: the trainer of :func:`build_online_trainer`.
         tokenizer: its tokenizer (saved with the adapter).
         n: the number of prompts.
-        reward: the environment reward whose history gives the verdict counts (None in
-            multi-turn mode).
+        reward: the environment reward whose history gives the verdict counts (None when
+            multi-turn tools run in the training process).
         owned: close ``reward`` at the end (it was built for this run).
 
     Returns:

@@ -10,16 +10,22 @@
 * :class:`SQLToolEnvironment` is an ``environment_factory`` class for TRL's multi-turn GRPO: the
   model may look at the query plan of a candidate and dry-run it (verdict and error) before it
   submits its final rewrite, which :meth:`SQLToolEnvironment.get_reward` scores.
+  :class:`AsyncSQLToolEnvironment` offers the same tools as coroutines whose work runs in an
+  :class:`EnvironmentReward`'s worker processes, so the trainer's event loop never waits on one
+  rollout's tool call, and an episode's reward is scored with every other pending episode's, in
+  parallel.
 
 Nothing here imports torch: worker processes import only ``quill_env``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import functools
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 from quill_env.action_policy import PolicyViolation
@@ -48,6 +54,13 @@ def _score_group(task_id: str, actions: list[str]) -> list[EvalResult]:
     if _WORKER_RUNNERS is None:
         raise RuntimeError("worker not initialised (use EnvironmentReward, not _score_group directly)")
     return [_WORKER_RUNNERS.evaluate(task_id, a) for a in actions]
+
+
+def _tool_output(task_id: str, tool: str, sql: str) -> str:
+    """What tool ``tool`` answers for ``sql`` on ``task_id``, in this worker."""
+    if _WORKER_RUNNERS is None:
+        raise RuntimeError("worker not initialised (use EnvironmentReward, not _tool_output directly)")
+    return TOOL_OUTPUTS[tool](_WORKER_RUNNERS.runner(task_id), sql)
 
 
 class EnvironmentReward:
@@ -94,6 +107,8 @@ class EnvironmentReward:
         """One dict per scored completion: call, task_id, action, reward, verdict, speedup, error."""
         self._pool: WorkerPool | None = None
         self._local: TaskRunners | None = None
+        self._episodes: dict[int, weakref.ref[AsyncSQLToolEnvironment]] = {}
+        """The tool environments over this reward, in order of creation (dead ones drop out)."""
 
     # --- scoring ---------------------------------------------------------------------------
 
@@ -116,9 +131,7 @@ class EnvironmentReward:
         if len(task_ids) != len(actions):
             raise ConfigError(f"{len(task_ids)} task ids for {len(actions)} actions")
         if self.workers == 0:
-            if self._local is None:
-                self._local = TaskRunners(self.suites, self.scale, self.eval_options)
-            return self._local.score(task_ids, actions)
+            return self._runners().score(task_ids, actions)
         groups = task_groups(task_ids)
         out: list[EvalResult | None] = [None] * len(actions)
         pool = self._executor()
@@ -130,6 +143,49 @@ class EnvironmentReward:
             for i, result in zip(groups[task_id], future.result()):
                 out[i] = result
         return out  # type: ignore[return-value]  # every slot is filled
+
+    def _runners(self) -> TaskRunners:
+        """The runners of this process (``workers=0``)."""
+        if self._local is None:
+            self._local = TaskRunners(self.suites, self.scale, self.eval_options)
+        return self._local
+
+    def tool_output(self, task_id: str, tool: str, sql: str) -> Future[str]:
+        """What a multi-turn tool (``query_plan`` or ``dry_run``) answers for ``sql`` on ``task_id``.
+
+        The work runs in a worker process (with ``workers=0``, in this one, before returning).
+
+        Raises:
+            ConfigError: an unknown tool.
+        """
+        if tool not in TOOL_OUTPUTS:
+            raise ConfigError(f"unknown tool {tool!r}; the tools are {sorted(TOOL_OUTPUTS)}")
+        if self.workers > 0:
+            return self._executor().submit(_tool_output, task_id, tool, sql)
+        future: Future[str] = Future()
+        try:
+            future.set_result(TOOL_OUTPUTS[tool](self._runners().runner(task_id), sql))
+        except Exception as err:  # delivered to the awaiting tool like a worker's failure
+            future.set_exception(err)
+        return future
+
+    def _remember(
+        self, task_ids: Sequence[str], actions: Sequence[str], results: Sequence[EvalResult]
+    ) -> None:
+        """Add scored completions to :attr:`history` (one call of the reward)."""
+        self.calls += 1
+        for tid, action, result in zip(task_ids, actions, results):
+            self.history.append(
+                {
+                    "call": self.calls,
+                    "task_id": tid,
+                    "action": action,
+                    "verdict": result.verdict.value,
+                    "reward": float(result.reward),
+                    "speedup": result.speedup,
+                    "error": result.error,
+                }
+            )
 
     def __call__(
         self,
@@ -152,19 +208,7 @@ class EnvironmentReward:
             )
         actions = [extract_sql(completion_text(c)) for c in completions]
         results = self.score(task_id, actions)
-        self.calls += 1
-        for tid, action, result in zip(task_id, actions, results):
-            self.history.append(
-                {
-                    "call": self.calls,
-                    "task_id": tid,
-                    "action": action,
-                    "verdict": result.verdict.value,
-                    "reward": float(result.reward),
-                    "speedup": result.speedup,
-                    "error": result.error,
-                }
-            )
+        self._remember(task_id, actions, results)
         log_verdicts(results, log_metric, log_extra)
         return [float(r.reward) for r in results]
 
@@ -189,7 +233,12 @@ class EnvironmentReward:
         state = dict(self.__dict__)
         state["_pool"] = None
         state["_local"] = None
+        state["_episodes"] = None
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._episodes = {}
 
 
 def log_verdicts(
@@ -219,81 +268,60 @@ TOOL_INSTRUCTIONS = (
 )
 
 
-class SQLToolEnvironment:
-    """One multi-turn episode on a Quill task, for TRL's ``environment_factory``.
+def plan_output(runner: TaskRunner, sql: str) -> str:
+    """The ``query_plan`` tool's answer: the engine's plan of a candidate, or why it was refused."""
+    try:
+        action = runner.parse_action(extract_sql(sql))
+    except PolicyViolation as violation:
+        return f"refused ({violation.verdict.value}): {violation.message}"
+    try:
+        with runner.backend.scratch_indexes(action.indexes):
+            return runner.backend.explain(action.query_sql) or "(empty plan)"
+    except IndexBuildError as err:  # an index the engine cannot build: report it to the model
+        return f"building the indexes failed: {err}"
 
-    TRL calls :meth:`reset` with the dataset row (which carries ``task_id``), exposes the public
-    methods (:meth:`dry_run`, :meth:`query_plan`, :meth:`submit`) as tools, and calls
-    :meth:`get_reward` once the rollout ends. Make a factory with
-    :func:`tool_environment_factory`, whose instances share their suites, scale and options.
 
-    Args:
-        runners: where the episodes' runners come from (the shipped suites at their default
-            scale and default options when ``None``).
-    """
+def dry_run_output(runner: TaskRunner, sql: str) -> str:
+    """The ``dry_run`` tool's answer: the verdict, the speedup when correct, and the error if any."""
+    result = runner.evaluate(extract_sql(sql))
+    text = f"verdict={result.verdict.value}"
+    if result.speedup is not None:
+        text += f"; speedup={result.speedup:.2f}x"
+    if result.error:
+        text += f"; error: {result.error}"
+    return text
 
-    def __init__(self, runners: TaskRunners | None = None) -> None:
-        self._runners = runners or TaskRunners()
+
+TOOL_OUTPUTS: dict[str, Callable[[TaskRunner, str], str]] = {
+    "query_plan": plan_output,
+    "dry_run": dry_run_output,
+}
+"""The tools that do work on the task's database, by name (``submit`` only records its answer)."""
+
+
+class _Episode:
+    """What the sync and async tool environments share: the episode's task, answer and verdict."""
+
+    def __init__(self) -> None:
         self._task_id: str | None = None
         self._answer: str | None = None
         self._result: EvalResult | None = None
         self.tool_calls = 0
 
-    def reset(self, **row: Any) -> str | None:
-        """Start an episode on ``row["task_id"]``; returns the tool instructions for the prompt."""
+    def _start(self, row: Mapping[str, Any]) -> str:
         if "task_id" not in row:
             raise ConfigError("the multi-turn dataset needs a 'task_id' column")
         self._task_id = str(row["task_id"])
         self._answer = None
         self._result = None
         self.tool_calls = 0
-        self._runners.runner(self._task_id)
-        return TOOL_INSTRUCTIONS
+        return self._task_id
 
     @property
-    def _runner(self) -> TaskRunner:
+    def _task(self) -> str:
         if self._task_id is None:
             raise EnvStateError("call reset() before using the tools")
-        return self._runners.runner(self._task_id)
-
-    def query_plan(self, sql: str) -> str:
-        """Show the database engine's query plan of a candidate rewrite.
-
-        Args:
-            sql: Optional CREATE INDEX statements followed by one query.
-
-        Returns:
-            The query plan as an indented tree, or why the SQL was refused.
-        """
-        self.tool_calls += 1
-        runner = self._runner
-        try:
-            action = runner.parse_action(extract_sql(sql))
-        except PolicyViolation as violation:
-            return f"refused ({violation.verdict.value}): {violation.message}"
-        try:
-            with runner.backend.scratch_indexes(action.indexes):
-                return runner.backend.explain(action.query_sql) or "(empty plan)"
-        except IndexBuildError as err:  # an index the engine cannot build: report it to the model
-            return f"building the indexes failed: {err}"
-
-    def dry_run(self, sql: str) -> str:
-        """Verify a candidate rewrite without submitting it.
-
-        Args:
-            sql: Optional CREATE INDEX statements followed by one query.
-
-        Returns:
-            The verdict, the speedup when the rewrite is correct, and the error if any.
-        """
-        self.tool_calls += 1
-        result = self._runner.evaluate(extract_sql(sql))
-        text = f"verdict={result.verdict.value}"
-        if result.speedup is not None:
-            text += f"; speedup={result.speedup:.2f}x"
-        if result.error:
-            text += f"; error: {result.error}"
-        return text
+        return self._task_id
 
     def submit(self, sql: str) -> str:
         """Submit the final rewrite; it is scored when the episode ends.
@@ -314,6 +342,66 @@ class SQLToolEnvironment:
         return self._answer is not None
 
     def _episode_result(self) -> EvalResult:
+        raise NotImplementedError
+
+    def get_reward(self) -> float:
+        """The environment's reward of the submitted rewrite (TRL calls this once per rollout)."""
+        return float(self._episode_result().reward)
+
+
+class SQLToolEnvironment(_Episode):
+    """One multi-turn episode on a Quill task, for TRL's ``environment_factory``.
+
+    TRL calls :meth:`reset` with the dataset row (which carries ``task_id``), exposes the public
+    methods (:meth:`dry_run`, :meth:`query_plan`, :meth:`submit`) as tools, and calls
+    :meth:`get_reward` once the rollout ends. The tools run in the training process; for tools
+    that run in worker processes without blocking, see :class:`AsyncSQLToolEnvironment`. Make a
+    factory with :func:`tool_environment_factory`, whose instances share their suites, scale and
+    options.
+
+    Args:
+        runners: where the episodes' runners come from (the shipped suites at their default
+            scale and default options when ``None``).
+    """
+
+    def __init__(self, runners: TaskRunners | None = None) -> None:
+        super().__init__()
+        self._runners = runners or TaskRunners()
+
+    def reset(self, **row: Any) -> str | None:
+        """Start an episode on ``row["task_id"]``; returns the tool instructions for the prompt."""
+        self._runners.runner(self._start(row))
+        return TOOL_INSTRUCTIONS
+
+    @property
+    def _runner(self) -> TaskRunner:
+        return self._runners.runner(self._task)
+
+    def query_plan(self, sql: str) -> str:
+        """Show the database engine's query plan of a candidate rewrite.
+
+        Args:
+            sql: Optional CREATE INDEX statements followed by one query.
+
+        Returns:
+            The query plan as an indented tree, or why the SQL was refused.
+        """
+        self.tool_calls += 1
+        return plan_output(self._runner, sql)
+
+    def dry_run(self, sql: str) -> str:
+        """Verify a candidate rewrite without submitting it.
+
+        Args:
+            sql: Optional CREATE INDEX statements followed by one query.
+
+        Returns:
+            The verdict, the speedup when the rewrite is correct, and the error if any.
+        """
+        self.tool_calls += 1
+        return dry_run_output(self._runner, sql)
+
+    def _episode_result(self) -> EvalResult:
         """The environment's verdict on the submitted rewrite (computed once per episode).
 
         An episode without a submission is scored as the empty action (``syntax_error``).
@@ -323,18 +411,134 @@ class SQLToolEnvironment:
             self._result = self._runner.evaluate(self._answer or "")
         return self._result
 
-    def get_reward(self) -> float:
-        """The environment's reward of the submitted rewrite (TRL calls this once per rollout)."""
-        return float(self._episode_result().reward)
+
+class AsyncSQLToolEnvironment(_Episode):
+    """A multi-turn episode whose tools are coroutines that run in worker processes.
+
+    The same tools as :class:`SQLToolEnvironment`, with the same answers, but ``query_plan`` and
+    ``dry_run`` are ``async``: TRL runs them on its event loop, and each awaits the work in one of
+    ``reward``'s worker processes (:meth:`EnvironmentReward.tool_output`), so many rollouts' tool
+    calls are in flight at once and the trainer never waits on one of them. When an episode's
+    reward is asked for, every episode of the same ``reward`` that has submitted and is not
+    scored yet is scored with it, in one parallel batch (:func:`episode_results`).
+
+    Args:
+        reward: the environment reward whose workers run the tools and score the episodes (its
+            suites, scale and options are the episodes').
+    """
+
+    def __init__(self, reward: EnvironmentReward) -> None:
+        super().__init__()
+        self._reward = reward
+        self._tasks = TaskRunners(reward.suites, reward.scale, reward.eval_options)  # holds no runner
+        key = id(self)
+        reward._episodes[key] = weakref.ref(self, lambda _: reward._episodes.pop(key, None))
+
+    def reset(self, **row: Any) -> str | None:
+        """Start an episode on ``row["task_id"]``; returns the tool instructions for the prompt.
+
+        Raises:
+            UnknownNameError: no suite of the reward holds the task (checked here, not in a worker).
+        """
+        task_id = self._start(row)
+        self._tasks.suite_of(task_id).task(task_id)
+        return TOOL_INSTRUCTIONS
+
+    async def _tool(self, tool: str, sql: str) -> str:
+        self.tool_calls += 1
+        return await asyncio.wrap_future(self._reward.tool_output(self._task, tool, sql))
+
+    async def query_plan(self, sql: str) -> str:
+        """Show the database engine's query plan of a candidate rewrite.
+
+        Args:
+            sql: Optional CREATE INDEX statements followed by one query.
+
+        Returns:
+            The query plan as an indented tree, or why the SQL was refused.
+        """
+        return await self._tool("query_plan", sql)
+
+    async def dry_run(self, sql: str) -> str:
+        """Verify a candidate rewrite without submitting it.
+
+        Args:
+            sql: Optional CREATE INDEX statements followed by one query.
+
+        Returns:
+            The verdict, the speedup when the rewrite is correct, and the error if any.
+        """
+        return await self._tool("dry_run", sql)
+
+    def _episode_result(self) -> EvalResult:
+        """The verdict on the submitted rewrite, scored in a batch with the other pending episodes."""
+        if self._result is None:
+            live = [e for e in (ref() for ref in list(self._reward._episodes.values())) if e is not None]
+            others = [e for e in live if e is not self and e.submitted and e._result is None]
+            _score_episodes(self._reward, [self, *others])
+        assert self._result is not None
+        return self._result
+
+
+def _score_episodes(reward: EnvironmentReward, episodes: Sequence[AsyncSQLToolEnvironment]) -> None:
+    """Score the episodes' answers in one call of ``reward`` (its workers, a task's together)."""
+    task_ids = [e._task for e in episodes]
+    answers = [e._answer or "" for e in episodes]
+    results = reward.score(task_ids, answers)
+    reward._remember(task_ids, answers, results)
+    for episode, result in zip(episodes, results):
+        episode._result = result
+
+
+def episode_results(environments: Sequence[_Episode]) -> list[EvalResult]:
+    """The verdicts of the environments' episodes, in order.
+
+    Episodes of an :class:`AsyncSQLToolEnvironment` that are not scored yet are scored together,
+    one parallel batch per reward; the others are scored one by one, in this process.
+    """
+    batches: dict[int, tuple[EnvironmentReward, list[AsyncSQLToolEnvironment]]] = {}
+    for env in environments:
+        if isinstance(env, AsyncSQLToolEnvironment) and env._result is None:
+            batches.setdefault(id(env._reward), (env._reward, []))[1].append(env)
+    for reward, episodes in batches.values():
+        _score_episodes(reward, episodes)
+    return [env._episode_result() for env in environments]
 
 
 def tool_environment_factory(
     suites: Sequence[str] | None = None,
     scale: str | None = None,
     eval_options: Mapping[str, Any] | None = None,
-) -> Callable[[], SQLToolEnvironment]:
-    """A factory of :class:`SQLToolEnvironment` whose instances share suites, scale and options."""
-    return functools.partial(SQLToolEnvironment, TaskRunners(suites, scale, eval_options))
+    *,
+    workers: int = 0,
+    reward: EnvironmentReward | None = None,
+) -> Callable[[], SQLToolEnvironment | AsyncSQLToolEnvironment]:
+    """A factory of tool environments whose instances share suites, scale and options.
+
+    Args:
+        suites: suite names or directories that hold the task ids (shipped suites if None).
+        scale: data scale of the task databases (each suite's default if None).
+        eval_options: :class:`quill_env.EvalOptions` fields.
+        workers: worker processes for the tools and the episodes' rewards; with more than 0 the
+            factory makes :class:`AsyncSQLToolEnvironment` instances over a new
+            :class:`EnvironmentReward` (its pool is stopped when it is garbage collected or at exit).
+        reward: an :class:`EnvironmentReward` to use instead (its suites, scale and options win);
+            with ``workers=0`` in it, the tools run in this process, synchronously.
+
+    Raises:
+        ConfigError: ``workers`` is negative, or both ``workers`` and ``reward`` are given.
+    """
+    if workers < 0:
+        raise ConfigError(f"workers must be >= 0, got {workers}")
+    if reward is not None and workers:
+        raise ConfigError("give either workers or a reward whose workers the tools use, not both")
+    if reward is None and workers:
+        reward = EnvironmentReward(suites, scale, eval_options, workers=workers)
+    if reward is None:
+        return functools.partial(SQLToolEnvironment, TaskRunners(suites, scale, eval_options))
+    if reward.workers == 0:
+        return functools.partial(SQLToolEnvironment, reward._runners())
+    return functools.partial(AsyncSQLToolEnvironment, reward)
 
 
 class ToolEpisodeMetrics:
@@ -342,14 +546,15 @@ class ToolEpisodeMetrics:
 
     TRL adds :meth:`SQLToolEnvironment.get_reward` as a reward source of its own; this function
     (give it weight 0.0) returns the same rewards, so they are visible per function, and logs the
-    share of each verdict and the mean number of tool calls through ``log_metric``.
+    share of each verdict and the mean number of tool calls through ``log_metric``. Being called
+    first, it also scores a batch's :class:`AsyncSQLToolEnvironment` episodes in parallel.
     """
 
     __name__ = "quill_verdicts"
 
     def __call__(
         self,
-        environments: Sequence[SQLToolEnvironment] | None = None,
+        environments: Sequence[_Episode] | None = None,
         log_metric: Callable[[str, float], None] | None = None,
         log_extra: Callable[[str, list], None] | None = None,
         **kwargs: Any,
@@ -357,7 +562,7 @@ class ToolEpisodeMetrics:
         """Rewards of the episodes' submissions (the environments' verdicts)."""
         if environments is None:
             raise ConfigError("ToolEpisodeMetrics needs TRL's environment_factory")
-        results = [env._episode_result() for env in environments]
+        results = episode_results(environments)
         log_verdicts(results, log_metric, log_extra)
         if log_metric is not None and environments:
             log_metric("quill/tool_calls", sum(e.tool_calls for e in environments) / len(environments))
@@ -366,12 +571,15 @@ class ToolEpisodeMetrics:
 
 
 __all__ = [
+    "TOOL_OUTPUTS",
     "VERDICTS",
+    "AsyncSQLToolEnvironment",
     "EnvironmentReward",
     "SQLToolEnvironment",
     "TaskRunners",
     "ToolEpisodeMetrics",
     "completion_text",
+    "episode_results",
     "log_verdicts",
     "tool_environment_factory",
 ]
