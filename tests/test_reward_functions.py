@@ -100,3 +100,45 @@ def test_compute_score_needs_the_task_id_in_extra_info(tasks):
         compute_score("quill/shop", "SELECT 1", tasks[0].id, {})
     with pytest.raises(UnknownNameError):
         compute_score("quill/shop", "SELECT 1", None, {"task_id": tasks[0].id, "engine": "oracle"})
+
+
+@pytest.mark.parametrize("engine", engine_params())
+def test_threads_scoring_at_once_are_paid_as_one_at_a_time(tasks, engine):
+    """verl's reward loop calls a sync compute_score from an executor's threads, all at once.
+
+    The runners of one database file share its copy and its scratch state (a candidate's indexes,
+    a twin), so unserialized threads corrupted each other's scores: the attack this guards
+    against found 16 wrong rewards and 20 engine errors in 120 calls.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    calls = []
+    for task in tasks:
+        ported = quill_env.TaskRunner.from_suite(quill_env.get_suite("shop"), task, SCALE, engine=engine)
+        reference, query = ported.task.reference, ported.task.query
+        ported.close()
+        calls += [
+            (task.id, reference),
+            (task.id, query),
+            (task.id, "SELECT 1"),
+            (task.id, "DROP TABLE users"),
+        ]
+
+    def score(call):
+        task_id, sql = call
+        info = {
+            "task_id": task_id,
+            "scale": SCALE,
+            "engine": engine,
+            "num_turns": 1,
+            "rollout_reward_scores": {},
+        }
+        out = compute_score(
+            data_source="quill/shop", solution_str=format_completion(sql), ground_truth=None, extra_info=info
+        )
+        return out["score"], out["correct"]
+
+    alone = [score(c) for c in calls]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(score, calls * 3))
+    assert together == alone * 3

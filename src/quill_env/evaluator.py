@@ -35,7 +35,7 @@ from quill_env.measure import CostMode, WallMeasurement, WallOptions, interleave
 from quill_env.prompt import make_observation
 from quill_env.provenance import FAILED, LiteralGuard, LiteralPolicy
 from quill_env.reward import RewardConfig, Verdict, compute_reward
-from quill_env.runners import file_key, runner_cache, shared_backend, variants_for
+from quill_env.runners import backend_lock, file_key, runner_cache, shared_backend, variants_for
 from quill_env.tasks import Suite, Task
 from quill_env.twins import Twin, build_twin, empty_table, materialized
 from quill_env.twins import applied as twin_applied
@@ -259,7 +259,13 @@ MIN_VALUE_BYTES = 1 << 20
 
 
 class TaskRunner:
-    """Scores actions on one task. One runner per task per worker; not thread-safe.
+    """Scores actions on one task; one runner per task per process, shared by its threads.
+
+    A runner's databases have one scratch state at a time (a candidate's indexes, a twin), so
+    scoring is serialized by :attr:`lock`, the lock of its main database: threads that share a
+    runner or a database copy (a verl reward loop's executor, a served environment's sessions)
+    take turns, and runners on other copies run in parallel. Code that uses :attr:`backend`
+    directly holds the lock while it does.
 
     Args:
         task: the task (its ``query`` is the slow original).
@@ -284,6 +290,9 @@ class TaskRunner:
         owns_backend: bool = True,
     ) -> None:
         self.task = task
+        self.lock = backend_lock(backend)
+        """Held while the runner scores or computes its baseline and observation: the lock of its
+        main database, which the runners of other tasks on the same file share."""
         self._owns_backend = owns_backend
         self.data_key = data_key
         self.backend = backend
@@ -399,13 +408,18 @@ class TaskRunner:
     def _twin_clones(self) -> list[Backend]:
         return [materialized(self.backend, twin) for twin in self.twins]
 
-    @functools.cached_property
+    @property
     def baseline(self) -> Baseline:
         """The original's rows and costs everywhere, computed once.
 
         Raises:
             BaselineError: the original fails or returns more than ``max_rows`` rows.
         """
+        with self.lock:
+            return self._baseline
+
+    @functools.cached_property
+    def _baseline(self) -> Baseline:
         key = self._cache_key()
         entry = baseline_cache.load(key) if key else None
         if entry is not None:
@@ -475,15 +489,21 @@ class TaskRunner:
 
     # --- observation -----------------------------------------------------------------------
 
-    @functools.cached_property
+    @property
     def schema_text(self) -> str:
         """The schema with row counts and existing indexes."""
-        return self.backend.schema_text()
+        with self.lock:
+            return self._observed[0]
 
-    @functools.cached_property
+    @property
     def plan_text(self) -> str:
         """The engine's plan of the slow query."""
-        return self.backend.explain(self.task.query)
+        with self.lock:
+            return self._observed[1]
+
+    @functools.cached_property
+    def _observed(self) -> tuple[str, str]:
+        return self.backend.schema_text(), self.backend.explain(self.task.query)
 
     def observation(self) -> dict[str, str]:
         """The observation of this task: schema, query, plan and engine."""
@@ -499,12 +519,13 @@ class TaskRunner:
 
     def evaluate(self, action: object) -> EvalResult:
         """Score one action. Never raises for anything the action contains."""
-        start = self._timer()
-        try:
-            result = self._evaluate(action)
-        except RecursionError:
-            result = self._finish(Verdict.REJECTED, "the SQL is nested too deeply to analyse")
-        result.seconds = self._timer() - start
+        with self.lock:
+            start = self._timer()
+            try:
+                result = self._evaluate(action)
+            except RecursionError:
+                result = self._finish(Verdict.REJECTED, "the SQL is nested too deeply to analyse")
+            result.seconds = self._timer() - start
         result.engine = self.backend.engine_version()
         result.task_id = self.task.id
         result.cost_mode = self.meter.mode
@@ -909,7 +930,14 @@ class TaskRunner:
         )
 
     def close(self) -> None:
-        """Close the databases this runner opened (not the process's shared copy of a file)."""
+        """Close the databases this runner opened (not the process's shared copy of a file).
+
+        Waits for a score in progress in another thread to finish.
+        """
+        with self.lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._owns_backend:
             self.backend.close()
         for b in self._variants or []:

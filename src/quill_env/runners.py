@@ -5,6 +5,8 @@ Scoring keeps three things between calls, and memory must not grow with the numb
 - :func:`shared_backend`: one private copy of each database file per process (and thread),
   shared by every runner of that file. Runners never change it: indexes are built in a
   savepoint that is rolled back and twins are applied the same way.
+- :func:`backend_lock`: the lock that every user of one database copy holds while it uses it
+  (runners of several tasks share a copy, and a scratch state is one per copy).
 - :func:`variants_for`: the variant images of one query, built once.
 - :class:`RunnerCache`: task runners (a task's baseline, twins and variant databases), least
   recently used first out. :func:`runner_cache` is the one instance that ``evaluate``, the
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, Protocol, TypeVar
@@ -36,6 +39,7 @@ DEFAULT_MAX_RUNNERS = 64
 _LOCK = threading.Lock()
 _BACKENDS: OrderedDict[tuple[str, int], Backend] = OrderedDict()
 _VARIANTS: OrderedDict[tuple, list[Variant]] = OrderedDict()
+_BACKEND_LOCKS: weakref.WeakKeyDictionary[Backend, threading.RLock] = weakref.WeakKeyDictionary()
 
 
 def file_key(path: str) -> str:
@@ -70,6 +74,24 @@ def shared_backend(path: str) -> Backend:
         while len(_BACKENDS) > MAX_SHARED_FILES:
             _BACKENDS.popitem(last=False)  # runners still holding it keep it open; then it is freed
     return backend
+
+
+def backend_lock(backend: Backend) -> threading.RLock:
+    """The one lock of ``backend``: held by whoever runs statements or scratch states on it.
+
+    Runners of different tasks on the same file share its copy (:func:`shared_backend`), so a
+    per-runner lock would not keep two threads out of one scratch state.
+
+    >>> from quill_env.backends import SQLiteBackend
+    >>> db = SQLiteBackend.empty()
+    >>> backend_lock(db) is backend_lock(db)
+    True
+    """
+    with _LOCK:
+        lock = _BACKEND_LOCKS.get(backend)
+        if lock is None:
+            lock = _BACKEND_LOCKS[backend] = threading.RLock()
+        return lock
 
 
 def variants_for(
@@ -143,10 +165,16 @@ class RunnerCache(Generic[T]):
                 return item
         item = make()
         with self._lock:
-            self._items[key] = item
+            first = self._items.get(key)
+            if first is None:  # else another thread made one meanwhile: use that one, everywhere
+                self._items[key] = item
             self._items.move_to_end(key)
-            while len(self._items) > self.maxsize:
-                self._items.popitem(last=False)[1].close()
+            evicted = [self._items.popitem(last=False)[1] for _ in range(len(self._items) - self.maxsize)]
+        if first is not None:
+            item.close()
+            return first
+        for old in evicted:
+            old.close()
         return item
 
     def clear(self) -> None:
@@ -171,4 +199,12 @@ def runner_cache() -> RunnerCache:
         return _SHARED[0]
 
 
-__all__ = ["RunnerCache", "file_key", "runner_cache", "shared_backend", "suite_runner_key", "variants_for"]
+__all__ = [
+    "RunnerCache",
+    "backend_lock",
+    "file_key",
+    "runner_cache",
+    "shared_backend",
+    "suite_runner_key",
+    "variants_for",
+]

@@ -275,7 +275,7 @@ def plan_output(runner: TaskRunner, sql: str) -> str:
     except PolicyViolation as violation:
         return f"refused ({violation.verdict.value}): {violation.message}"
     try:
-        with runner.backend.scratch_indexes(action.indexes):
+        with runner.lock, runner.backend.scratch_indexes(action.indexes):
             return runner.backend.explain(action.query_sql) or "(empty plan)"
     except IndexBuildError as err:  # an index the engine cannot build: report it to the model
         return f"building the indexes failed: {err}"
