@@ -147,7 +147,7 @@ def test_wall_mode_reports_interval(shop_suite):
 def test_import_stays_light():
     code = (
         "import sys, quill_env, gymnasium as gym; gym.make('Quill-v1');"
-        "heavy = [m for m in ('torch', 'trl', 'transformers', 'duckdb', 'psycopg', 'ray') if m in sys.modules];"
+        "heavy = [m for m in ('torch', 'trl', 'transformers', 'duckdb', 'psycopg', 'ray', 'verifiers', 'fastapi') if m in sys.modules];"
         "print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -2,7 +2,8 @@
 
 ``quill_env`` (environment, scoring, backends, suites; task authoring in ``quill_env.authoring``)
 sees nothing of ``quill_agents`` (agents, data loop, trainers, leaderboard); ``quill_cli`` (the
-``quill`` command) is the only package that sees both. No module imports a first-party module
+``quill`` command) is the only package that sees both; ``quill_verifiers`` (the verifiers taskset)
+sees only ``quill_env``. No module imports a first-party module
 inside a function (the way a cycle is usually hidden), the module-level import graph has no
 cycle, and no two modules share a name.
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src"
-PACKAGES = ("quill_env", "quill_agents", "quill_cli")
+PACKAGES = ("quill_env", "quill_agents", "quill_cli", "quill_verifiers")
 
 
 def _modules() -> dict[str, Path]:
@@ -128,8 +129,9 @@ def test_module_import_graph_has_no_cycle():
 @pytest.mark.parametrize(
     ("package", "forbidden"),
     [
-        ("quill_env", ("quill_agents", "quill_cli")),
-        ("quill_agents", ("quill_cli",)),
+        ("quill_env", ("quill_agents", "quill_cli", "quill_verifiers")),
+        ("quill_agents", ("quill_cli", "quill_verifiers")),
+        ("quill_verifiers", ("quill_agents", "quill_cli")),  # a taskset over the environment alone
     ],
 )
 def test_packages_only_import_downward(package, forbidden):
