@@ -194,3 +194,28 @@ def test_validate_on_ray_matches_in_process(shop_suite, tmp_path, capsys):
         assert main(["validate", str(sub), "--json", str(path), *extra]) == 0
         reports.append(json.loads(path.read_text()))
     assert reports[0]["ok"] and _canonical(reports[1]) == _canonical(reports[0])
+
+
+# --- the trainers' reward --------------------------------------------------------------------
+
+
+def test_environment_reward_scores_on_a_ray_pool_as_in_process(shop_suite):
+    from quill_agents.trainers import rewards
+
+    task = TASKS[0]
+    reference = shop_suite.task(task).reference
+    task_ids = [task, task, TASKS[1], task]
+    actions = [reference, "SELECT 1", "SELEC nonsense", "SELECT COUNT(*) FROM orders"]
+    options = {"num_variants": 2}
+    local = rewards.EnvironmentReward(suites=["shop"], scale="small", eval_options=options, workers=0)
+    on_ray = rewards.EnvironmentReward(suites=["shop"], scale="small", eval_options=options, workers=2)
+    # what EnvironmentReward(ray_address="local")._executor() would build (see the report)
+    on_ray._pool = RayPool(2, rewards._init_worker, (on_ray.suites, on_ray.scale, on_ray.eval_options))
+    try:
+        want = [(r.verdict, r.reward, r.speedup) for r in local.score(task_ids, actions)]
+        got = [(r.verdict, r.reward, r.speedup) for r in on_ray.score(task_ids, actions)]
+    finally:
+        on_ray._pool.close()
+        local.close()
+    assert got == want
+    assert want[0][0].value == "improved"
