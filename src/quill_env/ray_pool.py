@@ -161,11 +161,14 @@ class RayPool:
     ) -> None:
         error = done.exception()
         if isinstance(error, self._ray.exceptions.RayActorError) and retries > 0 and not self._closed:
-            with self._lock:
-                if self._actors[slot] is actor:  # the first call to see the loss replaces the actor
-                    self._actors[slot] = self._spawn()
-            self._send(slot, fn, args, out, retries - 1)
-            return
+            try:
+                with self._lock:
+                    if self._actors[slot] is actor:  # the first call to see the loss replaces the actor
+                        self._actors[slot] = self._spawn()
+                self._send(slot, fn, args, out, retries - 1)
+                return
+            except Exception as err:  # the cluster itself is gone: fail the call, never hang it
+                error = err
         with self._lock:
             self._busy[slot] -= 1
             self._pending.discard(out)
