@@ -146,6 +146,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
         cost=args.cost,
         engine=args.engine,
         workers=args.workers,
+        ray=args.ray,
         task_ids=args.task,
         limit=args.limit,
     )
@@ -157,7 +158,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
 
     labels = ", ".join([a.label for a in config.agents] + list(config.submissions))
     console.print(
-        f"bench: {labels} on the {args.split} split, {args.workers} workers; results go to {out}",
+        f"bench: {labels} on the {args.split} split, {_where(args)}; results go to {out}",
         markup=False,
         highlight=False,
     )
@@ -184,7 +185,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     title = (
         f"Quill bench: {', '.join(s['name'] for s in fp['suites'])} / {fp['split']} / {fp['scale']} / "
         f"{fp['cost_mode']} / {fp['engine']} "
-        f"({len(result.tasks)} tasks, {result.seconds:.1f}s, {args.workers} workers)"
+        f"({len(result.tasks)} tasks, {result.seconds:.1f}s, {_where(args)})"
     )
     console.print(title, markup=False, highlight=False)
     for table in _summary_tables(rows):
@@ -236,6 +237,7 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
             scale=args.scale,
             cost=args.cost,
             workers=args.workers,
+            ray=args.ray,
             progress=lambda done, total: progress.update(job, completed=done, total=total),
         )
     if args.json == "-":
@@ -273,6 +275,30 @@ def _workers_default() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
+def _where(args: argparse.Namespace) -> str:
+    """Where a run scores, as the first line says it.
+
+    >>> _where(argparse.Namespace(workers=2, ray=None)), _where(argparse.Namespace(workers=4, ray="auto"))
+    ('2 workers', '4 Ray actors (auto)')
+    """
+    return f"{args.workers} workers" if args.ray is None else f"{args.workers} Ray actors ({args.ray})"
+
+
+def add_ray_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--ray [ADDRESS]``: score on Ray actors instead of local processes."""
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="ADDRESS",
+        help='score on --workers Ray actors (pip install "quill-sql[ray]"): --ray alone joins the '
+        "cluster `ray start` runs here (or $RAY_ADDRESS); --ray local starts a Ray instance on this "
+        "machine; --ray HOST:PORT or ray://HOST:PORT joins that cluster. Work-mode results are the "
+        "same as with local workers",
+    )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``quill bench`` and ``quill validate`` to the ``quill`` command."""
     bench = subparsers.add_parser("bench", help="run agents on a split and update the leaderboard")
@@ -305,6 +331,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument(
         "--workers", type=int, default=_workers_default(), help="worker processes (0: in-process)"
     )
+    add_ray_argument(bench)
     bench.add_argument("--task", action="append", default=None, help="only this task id (repeatable)")
     bench.add_argument("--limit", type=int, default=None, help="only the first N tasks")
     bench.add_argument("--name", default=None, help="run name (default: time-split-scale-cost)")
@@ -339,6 +366,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     val.add_argument(
         "--workers", type=int, default=_workers_default(), help="worker processes (0: in-process)"
     )
+    add_ray_argument(val)
     val.add_argument(
         "--json",
         nargs="?",

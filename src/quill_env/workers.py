@@ -5,7 +5,8 @@ The leaderboard, the trainers' reward function and task authoring all score in a
 threads and CUDA), each running an initializer once, so what a worker builds (its runners, in the
 process-wide :func:`~quill_env.runners.runner_cache`) serves every later call. Workers ignore
 SIGINT: Ctrl-C in a terminal reaches every process of the foreground group, and the parent alone
-stops the pool and reports, once, with no traceback from each worker.
+stops the pool and reports, once, with no traceback from each worker. :func:`make_pool` gives the
+same interface over Ray actors (:class:`~quill_env.ray_pool.RayPool`) when a caller names a cluster.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
 
 from quill_env.errors import ConfigError
+from quill_env.ray_pool import LOCAL, RayPool
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -120,4 +122,30 @@ class WorkerPool:
         self.close(cancel=exc_type is not None)
 
 
-__all__ = ["WorkerPool", "sigint_ignored"]
+def make_pool(
+    workers: int,
+    initializer: Callable[..., object] | None = None,
+    initargs: tuple = (),
+    *,
+    ray: str | None = None,
+) -> WorkerPool | RayPool:
+    """A :class:`WorkerPool`, or a :class:`~quill_env.ray_pool.RayPool` when ``ray`` names a cluster.
+
+    Args:
+        workers: how many processes (or actors).
+        initializer: run once in each of them, with ``initargs``.
+        initargs: its arguments.
+        ray: ``None``: local processes; ``"local"``: Ray actors on a Ray instance started here (or
+            the one this process joined); ``"auto"``, ``"host:port"`` or ``"ray://host:port"``:
+            actors on that cluster.
+
+    Raises:
+        ConfigError: ``workers`` is below one, or no Ray cluster answers at ``ray``.
+        MissingExtraError: ``ray`` is given and Ray is not installed.
+    """
+    if ray is None:
+        return WorkerPool(workers, initializer, initargs)
+    return RayPool(workers, initializer, initargs, address=None if ray == LOCAL else ray)
+
+
+__all__ = ["WorkerPool", "make_pool", "sigint_ignored"]

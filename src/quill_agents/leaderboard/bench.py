@@ -57,7 +57,10 @@ class BenchConfig:
         scale: the data scale (``None``: each suite's default).
         cost: the cost mode, ``work`` (deterministic, default) or ``wall`` (a name is parsed).
         engine: the backend the suites run on (``sqlite``, default, or ``duckdb``).
-        workers: worker processes (``0``: score in this process).
+        workers: worker processes (``0``: score in this process), or Ray actors with ``ray``.
+        ray: score on Ray actors on this cluster (``"local"``: a Ray instance started here;
+            ``"auto"``, ``"host:port"``, ``"ray://host:port"``: that cluster); ``None``: local
+            processes. Work-mode results are the same either way.
         task_ids: restrict to these tasks.
         limit: score only the first ``limit`` tasks.
         options: further :class:`~quill_env.evaluator.EvalOptions` fields.
@@ -71,6 +74,7 @@ class BenchConfig:
     cost: CostMode = CostMode.WORK
     engine: str = DEFAULT_ENGINE
     workers: int = 2
+    ray: str | None = None
     task_ids: Sequence[str] | None = None
     limit: int | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -79,6 +83,8 @@ class BenchConfig:
         self.cost = CostMode.parse(self.cost)
         if self.workers < 0:
             raise ConfigError("workers must be >= 0 (0 scores in this process)")
+        if self.ray is not None and self.workers < 1:
+            raise ConfigError("scoring on Ray needs workers >= 1 (the number of actors)")
         if self.limit is not None and self.limit < 1:
             raise ConfigError("limit must be >= 1")
         EvalOptions.from_kwargs(cost=self.cost, **dict(self.options))  # fail early on a bad option
@@ -264,7 +270,7 @@ def run_bench(
         if progress:
             progress(done, total)
 
-    records, stats = run_jobs(config.run_config(used), jobs, config.workers, advance)
+    records, stats = run_jobs(config.run_config(used), jobs, config.workers, advance, ray=config.ray)
     by_agent: dict[str, list[StepRecord]] = {p.label: [] for p in players}
     for r in records:
         by_agent[r.agent].append(r)
@@ -341,6 +347,7 @@ def validate_submission(
     scale: str | None = None,
     cost: CostMode | str | None = None,
     workers: int = 2,
+    ray: str | None = None,
     progress: Progress | None = None,
 ) -> ValidationReport:
     """Re-run every action of a submission from scratch and check its claims.
@@ -350,7 +357,8 @@ def validate_submission(
         suites: suites its task ids come from (default: every shipped suite with tasks).
         scale: the data scale; default: the submission's ``scale``, else each suite's default.
         cost: the cost mode; default: the submission's ``cost``, else ``work``.
-        workers: worker processes (``0``: in this process).
+        workers: worker processes (``0``: in this process), or Ray actors with ``ray``.
+        ray: score on Ray actors on this cluster (as :class:`BenchConfig` takes it).
         progress: called with (steps done, steps in total).
 
     Returns:
@@ -395,7 +403,9 @@ def validate_submission(
         if progress:
             progress(done, len(tasks))
 
-    records, stats = run_jobs(config, jobs, workers, advance) if jobs else ([], PoolStats(workers, 0.0))
+    records, stats = ([], PoolStats(workers, 0.0))
+    if jobs:
+        records, stats = run_jobs(config, jobs, workers, advance, ray=ray)
     scored = {r.task_id: r for r in records}
     for entry in sub.entries:
         if entry.task_id in scored:

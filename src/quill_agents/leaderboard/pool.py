@@ -5,8 +5,9 @@ actions of a submission). Every player of a chunk runs in the same worker, so a 
 is computed once per run. A worker's runners live in its process's
 :func:`~quill_env.runners.runner_cache` (bounded, least recently used first out), which an
 environment or ``evaluate`` in the same process shares. Workers come from the one
-:class:`~quill_env.workers.WorkerPool` (spawned, SIGINT ignored); ``workers=0`` scores in the
-calling process, which tests and debuggers prefer.
+:class:`~quill_env.workers.WorkerPool` (spawned, SIGINT ignored), or from Ray actors on a cluster
+(``ray=ADDRESS``, :class:`~quill_env.ray_pool.RayPool`); ``workers=0`` scores in the calling
+process, which tests and debuggers prefer.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from typing import Any
 
 from quill_agents.leaderboard.agents import AgentSpec, build_agent
 from quill_env.backends import DEFAULT_ENGINE
-from quill_env.errors import QuillError
+from quill_env.errors import ConfigError, QuillError
 from quill_env.evaluator import EvalOptions, EvalResult, TaskRunner
 from quill_env.measure import CostMode
 from quill_env.reward import Verdict, tier_reward
 from quill_env.runners import runner_cache, suite_runner_key
 from quill_env.tasks import Suite, Task, get_suite
-from quill_env.workers import WorkerPool
+from quill_env.workers import make_pool
 
 
 class Unscored(str, Enum):
@@ -385,7 +386,7 @@ class PoolStats:
         }
 
 
-def _results(config: RunConfig, jobs: list[Job], workers: int) -> Iterator[JobResult]:
+def _results(config: RunConfig, jobs: list[Job], workers: int, ray: str | None) -> Iterator[JobResult]:
     if workers <= 0:
         worker = Worker(config)
         try:
@@ -394,7 +395,7 @@ def _results(config: RunConfig, jobs: list[Job], workers: int) -> Iterator[JobRe
         finally:
             worker.close()
         return
-    with WorkerPool(workers, init_worker, (config,)) as pool:
+    with make_pool(workers, init_worker, (config,), ray=ray) as pool:
         yield from pool.map(run_job, jobs, ordered=False)
 
 
@@ -403,22 +404,31 @@ def run_jobs(
     jobs: list[Job],
     workers: int = 2,
     progress: Callable[[int], None] | None = None,
+    *,
+    ray: str | None = None,
 ) -> tuple[list[StepRecord], PoolStats]:
-    """Score every job, in ``workers`` spawned processes (``0``: in this process).
+    """Score every job, in ``workers`` spawned processes (``0``: in this process) or Ray actors.
 
     Args:
         config: suites, scale and options, given to every worker.
         jobs: from :func:`make_jobs`.
         workers: pool size; ``0`` scores in the calling process.
         progress: called with the number of records each finished job produced.
+        ray: a Ray cluster to score on, as :func:`~quill_env.workers.make_pool` takes it
+            (``None``: local processes).
 
     Returns:
         The records (in no particular order) and the pool's statistics.
+
+    Raises:
+        ConfigError: ``ray`` is given with ``workers=0``, or no Ray cluster answers there.
     """
+    if ray is not None and workers <= 0:
+        raise ConfigError("scoring on Ray needs workers >= 1 (the number of actors)")
     stats = PoolStats(workers=workers, seconds=0.0)
     start = time.perf_counter()
     records: list[StepRecord] = []
-    for result in _results(config, jobs, workers):
+    for result in _results(config, jobs, workers, ray):
         records += result.records
         stats.peak_rss_mb[result.pid] = max(stats.peak_rss_mb.get(result.pid, 0.0), result.peak_rss_mb)
         stats.baseline_seconds[result.pid] = result.baseline_seconds

@@ -23,7 +23,7 @@ from quill_env.errors import BaselineError
 from quill_env.evaluator import EvalOptions, TaskRunner
 from quill_env.reward import Verdict
 from quill_env.tasks import Suite, Task
-from quill_env.workers import WorkerPool
+from quill_env.workers import make_pool
 
 BUCKETS: tuple[tuple[str, float, float], ...] = (
     ("2-10x", 2.0, 10.0),
@@ -112,14 +112,33 @@ def candidates(suite: Suite, n: int, seed: int) -> list[Candidate]:
 
 
 def validate_all(
-    suite: Suite, cands: list[Candidate], workers: int = 2, progress: Callable[[int, int], None] | None = None
+    suite: Suite,
+    cands: list[Candidate],
+    workers: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    ray: str | None = None,
 ) -> list[Validated]:
-    """Validate candidates in worker processes (each owns its database connections)."""
+    """Validate candidates in worker processes (each owns its database connections).
+
+    Args:
+        suite: a suite loaded from a directory (workers load it by path).
+        cands: the candidates.
+        workers: worker processes (or Ray actors).
+        progress: called with (validated so far, total).
+        ray: validate on Ray actors on this cluster (see :func:`~quill_env.workers.make_pool`).
+
+    Returns:
+        The accepted candidates, in the order of ``cands``.
+
+    Raises:
+        ValueError: the suite has no directory.
+    """
     if suite.path is None:
         raise ValueError("validate_all needs a suite loaded from a directory")
     jobs = [(str(suite.path), c) for c in cands]
     out: list[Validated] = []
-    with WorkerPool(workers) as pool:
+    with make_pool(workers, ray=ray) as pool:
         for i, res in enumerate(pool.map(_worker_validate, jobs), 1):
             if res is not None:
                 out.append(res)
