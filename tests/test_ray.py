@@ -7,6 +7,7 @@ so they see the test ``QUILL_CACHE`` and this checkout's source.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import os
@@ -208,14 +209,22 @@ def test_environment_reward_scores_on_a_ray_pool_as_in_process(shop_suite):
     actions = [reference, "SELECT 1", "SELEC nonsense", "SELECT COUNT(*) FROM orders"]
     options = {"num_variants": 2}
     local = rewards.EnvironmentReward(suites=["shop"], scale="small", eval_options=options, workers=0)
-    on_ray = rewards.EnvironmentReward(suites=["shop"], scale="small", eval_options=options, workers=2)
-    # what EnvironmentReward(ray_address="local")._executor() would build (see the report)
-    on_ray._pool = RayPool(2, rewards._init_worker, (on_ray.suites, on_ray.scale, on_ray.eval_options))
+    on_ray = rewards.EnvironmentReward(
+        suites=["shop"], scale="small", eval_options=options, workers=2, ray_address="local"
+    )
     try:
         want = [(r.verdict, r.reward, r.speedup) for r in local.score(task_ids, actions)]
         got = [(r.verdict, r.reward, r.speedup) for r in on_ray.score(task_ids, actions)]
+        assert isinstance(on_ray._pool, RayPool)
+        # the multi-turn tools run on the same actors
+        tool = rewards.tool_environment_factory(reward=on_ray)()
+        tool.reset(task_id=task)
+        answer = asyncio.run(tool.dry_run(reference))
     finally:
-        on_ray._pool.close()
+        on_ray.close()
         local.close()
     assert got == want
+    assert answer.startswith("verdict=improved")
+    with pytest.raises(ConfigError, match="workers >= 1"):
+        rewards.EnvironmentReward(workers=0, ray_address="local")
     assert want[0][0].value == "improved"

@@ -128,6 +128,7 @@ def make_pool(
     initargs: tuple = (),
     *,
     ray: str | None = None,
+    context: str = "spawn",
 ) -> WorkerPool | RayPool:
     """A :class:`WorkerPool`, or a :class:`~quill_env.ray_pool.RayPool` when ``ray`` names a cluster.
 
@@ -138,13 +139,14 @@ def make_pool(
         ray: ``None``: local processes; ``"local"``: Ray actors on a Ray instance started here (or
             the one this process joined); ``"auto"``, ``"host:port"`` or ``"ray://host:port"``:
             actors on that cluster.
+        context: the start method of local processes.
 
     Raises:
         ConfigError: ``workers`` is below one, or no Ray cluster answers at ``ray``.
         MissingExtraError: ``ray`` is given and Ray is not installed.
     """
     if ray is None:
-        return WorkerPool(workers, initializer, initargs)
+        return WorkerPool(workers, initializer, initargs, context=context)
     return RayPool(workers, initializer, initargs, address=None if ray == LOCAL else ray)
 
 

@@ -32,6 +32,10 @@ class OnlineRLConfig(TrainConfig):
     reward_workers: int = config_field(
         "Worker processes that evaluate completions in parallel (0: in the training process).", 4
     )
+    reward_ray: str | None = config_field(
+        "Ray cluster whose actors are the reward's workers ('local', 'auto', 'host:port'; None: processes).",
+        None,
+    )
     num_variants: int | None = config_field(
         "Variant databases each rewrite must also match (None: every mutation, 0 disables them).", None
     )
@@ -49,6 +53,8 @@ class OnlineRLConfig(TrainConfig):
             raise ConfigError("temperature and epsilon must be positive, beta non-negative")
         if self.reward_workers < 0:
             raise ConfigError("reward_workers must be >= 0")
+        if self.reward_ray is not None and self.reward_workers == 0:
+            raise ConfigError("reward_ray needs reward_workers >= 1 (the number of actors)")
         batch = self.per_device_train_batch_size * self.gradient_accumulation_steps
         if batch % self.num_generations:
             raise ConfigError(

@@ -62,6 +62,7 @@ def environment_reward(config: OnlineRLConfig) -> EnvironmentReward:
         scale=config.scale,
         eval_options=config.eval_options(),
         workers=config.reward_workers,
+        ray_address=config.reward_ray,
     )
 
 

@@ -35,6 +35,10 @@ class ReSTEMConfig(SFTTrainConfig):
     min_delta: float = config_field("Smallest gain of the mean test reward that counts as better.", 0.0)
     eval_base: bool = config_field("Evaluate the base model first, so iteration 1 must beat it.", True)
     reward_workers: int = config_field("Worker processes that evaluate rewrites (0: in this process).", 4)
+    reward_ray: str | None = config_field(
+        "Ray cluster whose actors are the reward's workers ('local', 'auto', 'host:port'; None: processes).",
+        None,
+    )
     num_variants: int | None = config_field(
         "Variant databases each rewrite must also match (None: every mutation, 0 disables them).", None
     )

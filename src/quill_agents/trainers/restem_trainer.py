@@ -128,6 +128,7 @@ def train_restem(
         scale=config.scale,
         eval_options=config.eval_options(),
         workers=config.reward_workers,
+        ray_address=config.reward_ray,
     )
     suites = resolve_suites(config.suites)
     train_obs = {

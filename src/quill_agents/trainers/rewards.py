@@ -32,9 +32,10 @@ from quill_env.action_policy import PolicyViolation
 from quill_env.errors import ConfigError, EnvStateError, IndexBuildError
 from quill_env.evaluator import EvalOptions, EvalResult, TaskRunner
 from quill_env.prompt import extract_sql
+from quill_env.ray_pool import RayPool
 from quill_env.reward import Verdict
 from quill_env.reward_functions import TaskRunners, completion_text, task_groups
-from quill_env.workers import WorkerPool
+from quill_env.workers import WorkerPool, make_pool
 
 VERDICTS = tuple(v.value for v in Verdict)
 
@@ -77,6 +78,9 @@ class EnvironmentReward:
         workers: worker processes evaluating in parallel; 0 evaluates in this process.
         mp_context: multiprocessing start method of the workers (``spawn`` is safe with CUDA).
         history_size: how many scored completions :attr:`history` keeps.
+        ray_address: score in ``workers`` Ray actors instead of local processes (``"local"``: a
+            Ray instance started here; ``"auto"``, ``"host:port"``, ``"ray://host:port"``: that
+            cluster), so that a multi-node run scores on every node.
 
     Example:
         >>> reward = EnvironmentReward(suites=["shop"], workers=0)  # doctest: +SKIP
@@ -93,9 +97,13 @@ class EnvironmentReward:
         workers: int = 4,
         mp_context: str = "spawn",
         history_size: int = 100_000,
+        ray_address: str | None = None,
     ) -> None:
         if workers < 0:
             raise ConfigError(f"workers must be >= 0, got {workers}")
+        if ray_address is not None and workers == 0:
+            raise ConfigError("scoring on Ray needs workers >= 1 (the number of actors)")
+        self.ray_address = ray_address
         self.suites = tuple(suites) if suites else None
         self.scale = scale
         self.eval_options = dict(eval_options or {})
@@ -105,19 +113,20 @@ class EnvironmentReward:
         self.calls = 0
         self.history: collections.deque[dict[str, Any]] = collections.deque(maxlen=history_size)
         """One dict per scored completion: call, task_id, action, reward, verdict, speedup, error."""
-        self._pool: WorkerPool | None = None
+        self._pool: WorkerPool | RayPool | None = None
         self._local: TaskRunners | None = None
         self._episodes: dict[int, weakref.ref[AsyncSQLToolEnvironment]] = {}
         """The tool environments over this reward, in order of creation (dead ones drop out)."""
 
     # --- scoring ---------------------------------------------------------------------------
 
-    def _executor(self) -> WorkerPool:
+    def _executor(self) -> WorkerPool | RayPool:
         if self._pool is None:
-            self._pool = WorkerPool(
+            self._pool = make_pool(
                 self.workers,
                 _init_worker,
                 (self.suites, self.scale, self.eval_options),
+                ray=self.ray_address,
                 context=self.mp_context,
             )
             weakref.finalize(self, self._pool.close, cancel=True)
