@@ -143,6 +143,52 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path, run_
     assert keys[:n_killed] == keys_of(run_dir)[:n_killed]
 
 
+def without_clocks(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in ("timestamp", "seconds")} for r in records]
+
+
+def test_scoring_in_workers_stores_the_same_records(tmp_path, run_dir):
+    out = tmp_path / "workers"
+    assert main([*ARGS, "--workers", "2", "--out", str(out)]) == 0
+    assert without_clocks(read_jsonl(out / RECORDS_FILE)) == without_clocks(
+        read_jsonl(run_dir / RECORDS_FILE)
+    )
+    assert without_clocks(read_jsonl(out / DRAWS_FILE)) == without_clocks(read_jsonl(run_dir / DRAWS_FILE))
+
+
+def test_a_killed_scoring_worker_loses_and_duplicates_nothing(tmp_path, run_dir):
+    """SIGKILL one of the loop's scoring workers mid-run: the run stops, its rerun completes it."""
+    psutil = pytest.importorskip("psutil")
+    out = tmp_path / "worker-killed"
+    records = out / RECORDS_FILE
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "quill_cli", *ARGS, "--workers", "2", "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
+    deadline = time.monotonic() + 120
+    victim = None
+    while proc.poll() is None and time.monotonic() < deadline and victim is None:
+        workers = [
+            c for c in psutil.Process(proc.pid).children() if "spawn_main" in " ".join(c.cmdline())
+        ]  # not multiprocessing's resource tracker
+        if records.exists() and records.read_bytes().count(b"\n") >= 2 and workers:
+            victim = workers[0]
+        time.sleep(0.002)
+    assert victim is not None, "the run ended before a worker could be killed"
+    victim.send_signal(signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "a scoring worker died" in err and "run the same command again" in err
+    n_before = len(read_jsonl(records))
+    assert main([*ARGS, "--workers", "2", "--out", str(out)]) == 0
+    keys = keys_of(out)
+    assert len(keys) == len(set(keys)) == 12
+    assert keys == keys_of(run_dir)
+    assert n_before <= 12
+
+
 def test_any_callable_is_an_optimizer(tmp_path, shop_suite):
     cfg = GenerateConfig(out=str(tmp_path / "id"), target=3, suites=("shop",), scales=("small",), max_draws=4)
     stats = generate(cfg, propose=lambda obs, k: [obs["query"].split("\n--")[0]])

@@ -228,3 +228,40 @@ def test_environment_reward_scores_on_a_ray_pool_as_in_process(shop_suite):
     with pytest.raises(ConfigError, match="workers >= 1"):
         rewards.EnvironmentReward(workers=0, ray_address="local")
     assert want[0][0].value == "improved"
+
+
+# --- quill generate --------------------------------------------------------------------------
+
+
+def _score_dying_once(marker: str, *args):
+    """:func:`score_candidates`, but the first call to get here kills its actor's process."""
+    from quill_agents.generate import score_candidates
+
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return score_candidates(*args)
+    os.close(fd)
+    os._exit(1)
+
+
+def test_generate_on_ray_stores_the_same_records_through_a_lost_actor(tmp_path, monkeypatch):
+    from quill_agents import generate as loop
+    from quill_agents.store import DRAWS_FILE, RECORDS_FILE, read_jsonl
+
+    base = {"target": 6, "suites": ("shop",), "scales": ("small",), "seed": 7}
+    loop.generate(loop.GenerateConfig(out=str(tmp_path / "local"), **base))
+    marker = tmp_path / "died"
+    monkeypatch.setattr(loop, "score_candidates", functools.partial(_score_dying_once, str(marker)))
+    loop.generate(loop.GenerateConfig(out=str(tmp_path / "ray"), workers=2, ray="local", **base))
+    assert marker.exists()  # an actor died while it scored a draw's candidates
+
+    def read(run: str, name: str) -> list[dict]:
+        return [
+            {k: v for k, v in r.items() if k not in ("timestamp", "seconds")}
+            for r in read_jsonl(tmp_path / run / name)
+        ]
+
+    assert len(read("ray", RECORDS_FILE)) == 6
+    assert read("ray", RECORDS_FILE) == read("local", RECORDS_FILE)  # none lost, none twice, the same
+    assert read("ray", DRAWS_FILE) == read("local", DRAWS_FILE)

@@ -52,9 +52,10 @@ from quill_env.authoring.querygen import FAMILIES, Candidate
 from quill_env.authoring.taskgen import TARGET_MIX, bucket
 from quill_env.canonical import fingerprint
 from quill_env.errors import ConfigError, QuillError
-from quill_env.evaluator import EvalOptions, TaskRunner
+from quill_env.evaluator import EvalOptions, EvalResult, TaskRunner
 from quill_env.reward import Verdict
 from quill_env.tasks import Task, get_suite, list_suites
+from quill_env.workers import make_pool
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,11 @@ class GenerateConfig:
             ``logistics``) and keep slow queries shaped like test-split tasks; the data then
             overlaps the test split. Off by default; naming a held-out schema in ``suites``
             without it is a :class:`~quill_env.errors.ConfigError`.
+        workers: processes (or Ray actors) that score a draw's candidates in parallel, a share
+            each; 0 scores them in this process. Draws stay one after another (each draw's
+            choices depend on the records before it), so the records are the same either way.
+        ray: score on Ray actors of this cluster (``"local"``, ``"auto"``, ``"host:port"``, as
+            :func:`~quill_env.workers.make_pool` takes it) instead of local processes.
     """
 
     out: str
@@ -112,10 +118,16 @@ class GenerateConfig:
     teacher: str = "heuristic"
     model: str | None = None
     include_test_schemas: bool = False
+    workers: int = 0
+    ray: str | None = None
 
     def __post_init__(self) -> None:
         if self.target < 1:
             raise ConfigError(f"target must be >= 1, got {self.target}")
+        if self.workers < 0:
+            raise ConfigError(f"workers must be >= 0, got {self.workers}")
+        if self.ray is not None and self.workers == 0:
+            raise ConfigError("scoring on Ray needs workers >= 1 (the number of actors)")
         if self.k < 1:
             raise ConfigError(f"k must be >= 1, got {self.k}")
         if self.round_size < 1 or self.max_per_shape < 1 or self.max_per_query < 1:
@@ -218,6 +230,7 @@ class DataLoop:
             self._count_draw(entry)
         self._refresh_stats()
         self._round_examples: tuple[int, list[dict[str, Any]]] | None = None
+        self._pool: Any = None
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -336,13 +349,36 @@ class DataLoop:
                 entry["error"] = f"{type(err).__name__}: {err}"[:300]
                 return self._close_entry(entry, "proposer_error", start, usage_before)
             actions = [a for a in dict.fromkeys(proposed) if isinstance(a, str) and a.strip()]
-            results = [(a, runner.evaluate(a)) for a in actions]
+            results = list(zip(actions, self._score(suite_name, task, scale, options, runner, actions)))
             entry["candidates"] = len(results)
             kept = self._keep(d, iteration, ctx, cand, runner, results, qfp, sfp)
             entry["kept"] = len(kept)
             return self._close_entry(entry, None, start, usage_before)
         finally:
             runner.close()
+
+    def _score(
+        self,
+        suite: str,
+        task: Task,
+        scale: str,
+        options: EvalOptions,
+        runner: TaskRunner,
+        actions: Sequence[str],
+    ) -> list[EvalResult]:
+        """The candidates' results, in order: here, or a contiguous share per worker.
+
+        A worker builds the task's runner itself; its baseline comes from the disk cache that
+        ``runner`` filled (on another machine it is computed again, with the same result).
+        """
+        if self.config.workers == 0 or not actions:
+            return [runner.evaluate(a) for a in actions]
+        if self._pool is None:
+            self._pool = make_pool(self.config.workers, ray=self.config.ray)
+        n = min(self.config.workers, len(actions))
+        shares = [list(actions[i * len(actions) // n : (i + 1) * len(actions) // n]) for i in range(n)]
+        futures = [self._pool.submit(score_candidates, suite, task, scale, options, s) for s in shares]
+        return [result for future in futures for result in future.result()]
 
     def _check_baseline(self, runner: Any, entry: dict[str, Any]) -> str | None:
         try:
@@ -473,11 +509,25 @@ class DataLoop:
         return self.stats
 
     def close(self) -> None:
-        """Close the store, the draw log and the generator's connections."""
+        """Close the store, the draw log, the generator's connections and the scoring workers."""
+        if self._pool is not None:
+            self._pool.close(cancel=True)
+            self._pool = None
         self.store.close()
         self.draw_log.close()
         for ctx in self._ctx.values():
             ctx.close()
+
+
+def score_candidates(
+    suite: str, task: Task, scale: str, options: EvalOptions, actions: Sequence[str]
+) -> list[EvalResult]:
+    """Score a share of one draw's candidates on its slow query (in a worker of the loop)."""
+    runner = TaskRunner.from_suite(get_suite(suite), task, scale, options)
+    try:
+        return [runner.evaluate(a) for a in actions]
+    finally:
+        runner.close()
 
 
 def generate(

@@ -35,7 +35,14 @@ from quill_agents.leaderboard import (
     validate_submission,
 )
 from quill_agents.leaderboard.agents import require
-from quill_cli.console import EXIT_INTERRUPTED, EXIT_USAGE, enum_arg, print_error, progress_bar
+from quill_cli.console import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    add_ray_argument,
+    enum_arg,
+    print_error,
+    progress_bar,
+)
 from quill_env.backends import BACKENDS, DEFAULT_ENGINE
 from quill_env.measure import CostMode
 from quill_env.tasks import SCALES
@@ -282,21 +289,6 @@ def _where(args: argparse.Namespace) -> str:
     ('2 workers', '4 Ray actors (auto)')
     """
     return f"{args.workers} workers" if args.ray is None else f"{args.workers} Ray actors ({args.ray})"
-
-
-def add_ray_argument(parser: argparse.ArgumentParser) -> None:
-    """Add ``--ray [ADDRESS]``: score on Ray actors instead of local processes."""
-    parser.add_argument(
-        "--ray",
-        nargs="?",
-        const="auto",
-        default=None,
-        metavar="ADDRESS",
-        help='score on --workers Ray actors (pip install "quill-sql[ray]"): --ray alone joins the '
-        "cluster `ray start` runs here (or $RAY_ADDRESS); --ray local starts a Ray instance on this "
-        "machine; --ray HOST:PORT or ray://HOST:PORT joins that cluster. Work-mode results are the "
-        "same as with local workers",
-    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from concurrent.futures import BrokenExecutor
 from typing import Any
 
 from rich.console import Console
@@ -12,7 +13,14 @@ from quill_agents.export import ExportConfig, export, push_to_hub
 from quill_agents.generate import DataLoop, GenerateConfig
 from quill_agents.proposers import build_proposer, build_teacher
 from quill_agents.slow_sources import TeacherSource
-from quill_cli.console import EXIT_INTERRUPTED, EXIT_NEGATIVE, print_error, print_warning, scale_list
+from quill_cli.console import (
+    EXIT_INTERRUPTED,
+    EXIT_NEGATIVE,
+    add_ray_argument,
+    print_error,
+    print_warning,
+    scale_list,
+)
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -61,6 +69,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     gen.add_argument(
         "--variants", type=int, default=None, help="variant databases to verify on (default: every mutation)"
     )
+    gen.add_argument(
+        "--workers", type=int, default=0, help="processes that score each draw's candidates (0: in-process)"
+    )
+    add_ray_argument(gen)
     gen.add_argument("--json", action="store_true", help="print the final statistics as JSON")
     gen.set_defaults(func=cmd_generate)
 
@@ -127,6 +139,8 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
         teacher=args.teacher,
         model=args.model,
         include_test_schemas=args.include_test_schemas,
+        workers=args.workers,
+        ray=args.ray,
     )
     if args.include_test_schemas:
         print_warning(
@@ -155,16 +169,22 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
             if not console.is_terminal and stats.draws % config.round_size == 0:  # a line per round in logs
                 console.print(f"generate: {_describe(stats)}", markup=False, highlight=False)
 
+        def saved() -> str:
+            return (
+                f"{len(loop.store)} verified records are saved in {loop.store.path} ({loop.next_draw} draws "
+                f"logged in {loop.draw_log.path}); run the same command again to resume where it stopped"
+            )
+
         try:
             stats = loop.run(update)
         except KeyboardInterrupt:
             progress.stop()
-            print_error(
-                f"interrupted: {len(loop.store)} verified records are saved in {loop.store.path} "
-                f"({loop.next_draw} draws logged in {loop.draw_log.path}); run the same command again "
-                "to resume where it stopped"
-            )
+            print_error(f"interrupted: {saved()}")
             return EXIT_INTERRUPTED
+        except BrokenExecutor as err:  # a scoring worker was killed (out of memory, a signal)
+            progress.stop()
+            print_error(f"a scoring worker died ({err}); {saved()}")
+            return EXIT_NEGATIVE
     if args.json:
         print(json.dumps(stats.to_dict(), indent=2))
     else:

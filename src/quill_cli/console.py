@@ -136,3 +136,18 @@ def enum_arg(kind: type[E]) -> Callable[[str], E]:
 
     parse.__name__ = kind.__name__
     return parse
+
+
+def add_ray_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--ray [ADDRESS]``: score on Ray actors instead of local processes."""
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="ADDRESS",
+        help='score on --workers Ray actors (pip install "quill-sql[ray]"): --ray alone joins the '
+        "cluster `ray start` runs here (or $RAY_ADDRESS); --ray local starts a Ray instance on this "
+        "machine; --ray HOST:PORT or ray://HOST:PORT joins that cluster. Work-mode results are the "
+        "same as with local workers",
+    )
