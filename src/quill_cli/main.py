@@ -11,11 +11,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from quill_cli import cmd_bench, cmd_env, cmd_generate, cmd_train
+from quill_cli import cmd_bench, cmd_env, cmd_generate, cmd_serve, cmd_train
 from quill_cli.console import EXIT_INTERRUPTED, EXIT_NEGATIVE, EXIT_USAGE, make_console, print_error
 from quill_env.errors import QuillError
 
-COMMANDS = (cmd_env, cmd_generate, cmd_bench, cmd_train)
+COMMANDS = (cmd_env, cmd_generate, cmd_bench, cmd_train, cmd_serve)
 """The modules whose ``register(subparsers)`` adds the subcommands, in ``quill --help`` order."""
 
 

@@ -86,3 +86,14 @@ class MissingExtraError(QuillError, ImportError):
 
     def __init__(self, module: str, extra: str) -> None:
         super().__init__(f'{module!r} is not installed; install it with: pip install "quill-sql[{extra}]"')
+
+
+# --- served environment ----------------------------------------------------------------------
+
+
+class ServeError(QuillError):
+    """The environment server refused a request; ``code`` says why (OpenEnv's error codes)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
