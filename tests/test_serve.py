@@ -124,6 +124,18 @@ def test_websocket_round_trip_matches_a_local_env(served, local):
         assert err.value.code == "STATE_ERROR"
 
 
+
+def test_an_over_long_action_is_paid_as_a_local_env_pays_it(served, local):
+    too_long = "SELECT 1 -- " + "x" * local.action_space.max_length
+    local.reset(options={"task_id": TASK})
+    _, want_reward, *_, want = local.step(too_long)
+    with QuillClient(served.url) as env:
+        env.reset(task_id=TASK)
+        _, reward, terminated, _, info = env.step(too_long)
+    assert (reward, info["verdict"]) == (want_reward, want["verdict"]) == (want_reward, "rejected")
+    assert reward < 0 and terminated
+
+
 def test_sixteen_concurrent_sessions_are_isolated(served, local):
     # eight tasks, two sessions on each (one identity, one reference), every episode open at once
     tasks = [t for t in local.tasks if t.reference][:8]
@@ -223,7 +235,6 @@ def _malformed(ws, local):
         ({"type": "step", "data": "SELECT 1"}, "VALIDATION_ERROR"),
         ({"type": "step", "data": {"sql": 5}}, "VALIDATION_ERROR"),
         ({"type": "step", "data": {"query": "SELECT 1"}}, "VALIDATION_ERROR"),
-        ({"type": "step", "data": {"sql": "x" * (local.action_space.max_length + 1)}}, "VALIDATION_ERROR"),
         (json.dumps({"type": "step", "data": {"sql": "x" * (MAX_MESSAGE_BYTES + 1)}}), "MESSAGE_TOO_LARGE"),
     ]
     for message, code in cases:

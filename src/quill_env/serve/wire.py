@@ -150,13 +150,17 @@ def step_action(data: Any) -> str:
     >>> step_action({"sql": "SELECT 1"})
     'SELECT 1'
 
+    An action longer than the action space's limit is passed on: the environment scores it
+    ``rejected`` with its penalty, as a local one does, so a policy is paid the same either way
+    (only the message size, :data:`MAX_MESSAGE_BYTES`, bounds it here).
+
     Raises:
-        ServeError: no ``sql`` string, one over the action space's limit, or an unknown field.
+        ServeError: no ``sql`` string, or an unknown field.
     """
     if not isinstance(data, dict):
         raise refuse(ErrorCode.VALIDATION_ERROR, 'the action must be an object {"sql": "..."}')
     only_keys(data, {"sql", "metadata"}, "the action")
-    sql = _string(data, "sql", MAX_ACTION_CHARS, "action")
+    sql = _string(data, "sql", MAX_MESSAGE_BYTES, "action")
     if sql is None:
         raise refuse(ErrorCode.VALIDATION_ERROR, 'the action needs "sql": the SQL text to score')
     return sql
