@@ -9,12 +9,14 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
+from tests.interpreters import interpreter, needs  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
 from quill_env.env import SQLOptEnv  # noqa: E402
@@ -122,7 +124,6 @@ def test_websocket_round_trip_matches_a_local_env(served, local):
         with pytest.raises(ServeError, match="reset") as err:
             env.step(task.reference)  # the single-step episode has ended
         assert err.value.code == "STATE_ERROR"
-
 
 
 def test_an_over_long_action_is_paid_as_a_local_env_pays_it(served, local):
@@ -346,3 +347,33 @@ def test_importing_quill_env_does_not_import_the_server():
     code = "import sys, quill_env; print([m for m in ('quill_env.serve', 'fastapi', 'uvicorn', 'websockets') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+OPENENV = interpreter("QUILL_OPENENV_PYTHON", "import openenv, quill_env")
+
+
+@needs(
+    OPENENV,
+    "QUILL_OPENENV_PYTHON",
+    'python -m venv .venv-openenv && .venv-openenv/bin/pip install -e . openenv==0.10.0 "fastmcp-slim[client]"',
+)
+def test_openenvs_own_client_plays_episodes_on_the_server(served, local):
+    """The wire format is OpenEnv's: its GenericEnvClient (WebSocket) resets, steps and reads state."""
+    task = local.find_task(TASK)
+    actions = [task.reference, task.query, "SELECT 1"]
+    out = subprocess.run(
+        [OPENENV, str(Path(__file__).with_name("openenv_check.py")), served.url, TASK, *actions],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    episodes = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(episodes) == len(actions)
+    for sql, episode in zip(actions, episodes):
+        local.reset(options={"task_id": TASK})
+        _, want, *_ = local.step(sql)
+        assert episode["reward"] == want and episode["done"] and not episode["reset_done"]
+        assert episode["query"] == task.query and episode["state"]["task_id"] == TASK
+        assert episode["state"]["step_count"] == 1
+    assert episodes[0]["reward"] > 0 >= episodes[2]["reward"]

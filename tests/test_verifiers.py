@@ -12,28 +12,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from tests.interpreters import interpreter, needs
 
 CHECK = Path(__file__).with_name("verifiers_check.py")
-
-
-def _interpreter() -> str | None:
-    candidates = [sys.executable, os.environ.get("QUILL_VERIFIERS_PYTHON")]
-    for python in filter(None, candidates):
-        probe = subprocess.run([python, "-c", "import verifiers.v1, quill_verifiers"], capture_output=True)
-        if probe.returncode == 0:
-            return python
-    return None
-
-
-PYTHON = _interpreter()
-pytestmark = pytest.mark.skipif(
-    PYTHON is None,
-    reason="verifiers is not installed here and QUILL_VERIFIERS_PYTHON names no interpreter that has it "
-    '(python -m venv .venv-verifiers && .venv-verifiers/bin/pip install -e ".[verifiers,duckdb]")',
+PYTHON = interpreter("QUILL_VERIFIERS_PYTHON", "import verifiers.v1, quill_verifiers")
+pytestmark = needs(
+    PYTHON,
+    "QUILL_VERIFIERS_PYTHON",
+    'python -m venv .venv-verifiers && .venv-verifiers/bin/pip install -e ".[verifiers,duckdb]"',
 )
 
 
