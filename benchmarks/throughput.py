@@ -7,6 +7,10 @@ list, reference actions), steps per second of:
 - ``AsyncVectorEnv`` of 2 envs (``shared_memory=False``, autoreset SAME_STEP);
 - the evaluation process pool (quill_agents.leaderboard.pool, on quill_env.workers.WorkerPool)
   with 1 and 2 spawned workers;
+- the served environment (``quill serve`` in its own process, the ``serve`` extra) with 1, 4 and
+  16 concurrent WebSocket sessions (``quill_env.serve.QuillClient``, one thread each);
+- the same evaluation jobs on Ray actors (``quill_env.ray_pool.RayPool``, the ``ray`` extra) with
+  1 and 2 actors of a local Ray instance;
 each after a warm-up (every baseline computed) and each against the bare-execution limit: the
 same candidate executions run directly through the backend (benchmarks/common.py ``bare_seconds``),
 measured in the same run. Target: 2 workers reach at least 1.7x one worker.
@@ -14,6 +18,7 @@ Also: the first vs the repeated evaluation of a task (the repeat must not re-run
 and the peak RSS of every worker.
 
 Run: .venv/bin/python benchmarks/throughput.py [--scale medium] [--passes 2] [--rounds 5]
+     [--no-served] [--no-ray]
 """
 
 from __future__ import annotations
@@ -23,8 +28,12 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -211,6 +220,120 @@ class EvalPool:
         self.pool.close()
 
 
+class RayEvalPool(EvalPool):
+    """The same jobs on Ray actors; each actor builds every task's runner in its initializer."""
+
+    def __init__(self, tasks, scale: str, passes: int, workers: int) -> None:
+        from quill_env.ray_pool import RayPool
+
+        ids = [t.id for t in tasks]
+        config = RunConfig((SUITE,), scale, {"cost": "work"})
+        actions = {t.id: t.reference for t in tasks}
+        players = [Player(f"reference#{i}", actions=actions) for i in range(passes)]
+        self.jobs = make_jobs(ids, players, workers)
+        self.workers = workers
+        self.pool = RayPool(workers, init_worker, (config, ids))
+        self.peak = {}
+
+    def warm(self) -> None:
+        self.pool.actor_pids()  # answered once every actor's initializer (the warm-up) has run
+
+
+class ServedSessions:
+    """``sessions`` WebSocket sessions of one ``quill serve`` process, each on its own thread.
+
+    A round plays every task ``passes`` times, the episodes dealt round-robin to the sessions,
+    which run at once; each session has built every task's runner in the warm-up (a session
+    owns its runners).
+    """
+
+    def __init__(self, url: str, tasks, passes: int, sessions: int) -> None:
+        from quill_env.serve import QuillClient
+
+        self.tasks, self.passes, self.workers = tasks, passes, 1  # one server process
+        self.clients = [QuillClient(url) for _ in range(sessions)]
+
+    def _play(self, client, tasks, out: list) -> None:
+        for task in tasks:
+            client.reset(task_id=task.id)
+            _, _, _, _, info = client.step(task.reference)
+            if info["verdict"] != "improved":
+                raise RuntimeError(f"a reference action did not verify over the wire: {task.id}")
+            out.append(task.id)
+
+    def _together(self, shares) -> list[str]:
+        outs = [[] for _ in shares]
+        errors = []
+
+        def run(i: int) -> None:
+            try:
+                self._play(self.clients[i], shares[i], outs[i])
+            except Exception as err:  # reported after the threads have joined
+                errors.append(err)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(shares))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+        return [t for out in outs for t in out]
+
+    def warm(self) -> None:
+        self._together([self.tasks] * len(self.clients))
+
+    def round(self) -> list[str]:
+        episodes = [t for _ in range(self.passes) for t in self.tasks]
+        n = len(self.clients)
+        return self._together([episodes[i::n] for i in range(n)])
+
+    def rss(self) -> dict:
+        return {}
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+
+class Server:
+    """``quill serve`` in a process of its own, on a free port of 127.0.0.1."""
+
+    def __init__(self, scale: str, max_sessions: int) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        command = [sys.executable, "-m", "quill_cli", "serve", "--port", str(port), "--suite", SUITE,
+                   "--split", "all", "--scale", scale, "--max-sessions", str(max_sessions)]  # fmt: skip
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import httpx
+
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("quill serve did not start")
+            time.sleep(0.1)
+
+    def peak_rss_mb(self) -> float | None:
+        return vm_hwm_mb(self.process.pid)
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def _available(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 def _burn(n: int) -> int:
     total = 0
     for i in range(n):
@@ -315,7 +438,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds per rig")
     parser.add_argument("--bare-repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=OUT, help=f"where to write the figures (default {OUT})")
+    parser.add_argument("--no-served", action="store_true", help="skip the served-environment rigs")
+    parser.add_argument("--no-ray", action="store_true", help="skip the Ray rigs")
     args = parser.parse_args()
+    served = not args.no_served and _available("fastapi") and _available("uvicorn")
+    on_ray = not args.no_ray and _available("ray")
     suite = get_suite(SUITE)
     suite.database(args.scale)
     suite.database("variant")
@@ -330,6 +457,18 @@ def main() -> None:
         "pool_1": EvalPool(tasks, args.scale, args.passes, 1),
         "pool_2": EvalPool(tasks, args.scale, args.passes, 2),
     }
+    server = None
+    if served:
+        server = Server(args.scale, max_sessions=1 + 4 + 16)
+        for n in (1, 4, 16):
+            rigs[f"served_{n}"] = ServedSessions(server.url, tasks, args.passes, n)
+    if on_ray:
+        import ray
+
+        # one logical CPU per actor of both rigs (they are alive together and measured in turns)
+        ray.init(num_cpus=1 + 2, include_dashboard=False, logging_level="warning")
+        for n in (1, 2):
+            rigs[f"ray_{n}"] = RayEvalPool(tasks, args.scale, args.passes, n)
     result = {
         "quill_version": quill_env.__version__,
         "engine": f"SQLite {apsw.sqlite_lib_version()}",
@@ -350,6 +489,11 @@ def main() -> None:
         **measure(rigs, bare, args.rounds),
         "baseline_caching": baseline_caching(tasks, args.scale),
     }
+    if server is not None:
+        result["served_server_peak_rss_mb"] = server.peak_rss_mb()
+        server.close()
+    if on_ray:
+        ray.shutdown()
     result["machine"]["load_average_at_end"] = os.getloadavg()
     result["machine"]["cpu_scaling_control"] = {"before": control_before, "after": cpu_control()}
     one = result["pool_1"]["steps_per_s"]
@@ -363,16 +507,37 @@ def main() -> None:
         ),
         "target": 1.7,
     }
+    if served:
+        result["scaling"].update(
+            {
+                f"served_{n}_over_pool_1": round(result[f"served_{n}"]["steps_per_s"] / one, 3)
+                for n in (1, 4, 16)
+            }
+        )
+    if on_ray:
+        result["scaling"]["ray_1_over_pool_1"] = round(result["ray_1"]["steps_per_s"] / one, 3)
+        result["scaling"]["ray_2_over_pool_2"] = round(
+            result["ray_2"]["steps_per_s"] / result["pool_2"]["steps_per_s"], 3
+        )
     result["seconds"] = round(time.time() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    for key in ("single_env", "sync_vector_2", "async_vector_2", "pool_1", "pool_2"):
+    for key in rigs:
         r = result[key]
         print(f"{key:15s} {r['steps_per_s']:8.1f} steps/s  (bare limit {r['bare_steps_per_s_limit']:8.1f}; "
               f"{r['share_of_bare_limit']:.0%} of it; warm-up {r['warmup_s']:.1f}s; rss {r['peak_rss_mb']})")  # fmt: skip
     sc, bc = result["scaling"], result["baseline_caching"]
     print(f"scaling: pool 2/1 workers = {sc['pool_2_over_pool_1']:.2f}x, async 2 envs / 1 env = "
           f"{sc['async_2_over_single_env']:.2f}x (target >= 1.7)")  # fmt: skip
+    if served:
+        print(
+            "served / pool_1: "
+            + ", ".join(f"{n} sessions {sc[f'served_{n}_over_pool_1']:.2f}x" for n in (1, 4, 16))
+        )
+    if on_ray:
+        print(
+            f"ray: 1 actor / pool_1 = {sc['ray_1_over_pool_1']:.2f}x, 2 actors / pool_2 = {sc['ray_2_over_pool_2']:.2f}x"
+        )
     print(f"baseline caching: cold {bc['median_cold_s'] * 1000:.1f} ms, repeat {bc['median_repeat_s'] * 1000:.1f} ms, "
           f"new runner from disk {bc['median_disk_s'] * 1000:.1f} ms (median); the slow query runs only cold: "
           f"{bc['cold_runs_slow_query'] and bc['repeat_never_reruns_slow_query']}")  # fmt: skip

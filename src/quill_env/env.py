@@ -21,7 +21,7 @@ from quill_env.errors import ConfigError, EnvStateError, UnknownNameError
 from quill_env.evaluator import EvalOptions, EvalResult, TaskRunner
 from quill_env.prompt import format_feedback
 from quill_env.reward import Verdict
-from quill_env.runners import RunnerCache, file_key, runner_cache, suite_runner_key
+from quill_env.runners import file_key, runner_cache, suite_runner_key
 from quill_env.spaces import SQLText
 from quill_env.tasks import Suite, Task, get_suite, list_suites
 
@@ -142,30 +142,21 @@ class SQLOptEnv(gym.Env[dict, str]):
     def runner(self, task: Task | str) -> TaskRunner:
         """The runner of a task (databases, variants, twins and baseline), from the shared cache.
 
-        Runners live in :meth:`runners` (by default the process-wide
-        :func:`~quill_env.runners.runner_cache`, bounded and least recently used first out, which
-        ``evaluate`` and the trainers share).
+        Runners live in the process-wide :func:`~quill_env.runners.runner_cache`, bounded and
+        least recently used first out, which ``evaluate`` and the trainers share.
         """
         task = task if isinstance(task, Task) else self.find_task(task)
         options = self.options
         if self.database is not None:
             key = ("env-database", file_key(split_url(self.database)[1]), task.id, task.query, repr(options))
-            return self.runners().get(
+            return runner_cache().get(
                 key, lambda: TaskRunner.for_database(self.database, task.query, options, task_id=task.id)
             )
         suite = self._suites[task.suite]
         key = suite_runner_key(suite, task, self.scale, options, self.engine)
-        return self.runners().get(
+        return runner_cache().get(
             key, lambda: TaskRunner.from_suite(suite, task, self.scale, options, engine=self.engine)
         )
-
-    def runners(self) -> RunnerCache:
-        """The cache this environment's runners live in: the process-wide one.
-
-        A subclass that must not share runners (a served session, whose steps run on their own
-        thread) returns a cache of its own.
-        """
-        return runner_cache()
 
     @property
     def task(self) -> Task | None:

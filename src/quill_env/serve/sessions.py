@@ -1,11 +1,12 @@
 """Sessions of the served environment: one environment, one thread and one lock per session.
 
-Quill's runners and database connections are not thread-safe to share, so a session owns all of
-it: its :class:`SessionEnv` keeps its runners in a cache of its own (never the process-wide
-one), every call on it runs on the session's single worker thread (so the event loop never
-blocks and the database copies it opens are that thread's), and a lock keeps two calls of one
-session from interleaving. A session closed for any reason closes its env on that thread, after
-any step still running; its slot counts until then.
+Every call on a session's env runs on the session's single worker thread (so the event loop never
+blocks), and a lock keeps two calls of one session from interleaving. Sessions share the
+process-wide runners (:func:`~quill_env.runners.runner_cache`): a runner's database is locked
+while it scores (:func:`~quill_env.runners.backend_lock`), so one session's scratch indexes and
+twin rows are gone before another session's step touches that database, and a task's baseline
+and variants are built once for every session. A session closed for any reason closes its env on
+that thread, after any step still running; its slot counts until then.
 """
 
 from __future__ import annotations
@@ -22,32 +23,14 @@ from typing import Any, TypeVar
 
 from quill_env.env import SQLOptEnv
 from quill_env.errors import ConfigError, EnvStateError, QuillError, ServeError
-from quill_env.runners import RunnerCache
 from quill_env.serve.wire import ErrorCode, jsonable, refuse
 
 logger = logging.getLogger(__name__)
 
 R = TypeVar("R")
 
-SESSION_RUNNERS = 4
-"""Task runners one session keeps (its recent tasks)."""
-
-
-class SessionEnv(SQLOptEnv):
-    """A :class:`~quill_env.env.SQLOptEnv` whose runners are its own, closed with it."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._own_runners: RunnerCache = RunnerCache(maxsize=SESSION_RUNNERS)
-
-    def runners(self) -> RunnerCache:
-        """The session's own runner cache (never shared with another session or thread)."""
-        return self._own_runners
-
-    def close(self) -> None:
-        """Forget the episode and close this session's runners."""
-        super().close()
-        self._own_runners.clear()
+SessionEnv = SQLOptEnv
+"""The environment a session runs."""
 
 
 def _as_serve_error(err: Exception) -> ServeError:
@@ -284,4 +267,4 @@ class SessionManager:
                 await self.close(session)
 
 
-__all__ = ["SESSION_RUNNERS", "Session", "SessionEnv", "SessionManager"]
+__all__ = ["Session", "SessionEnv", "SessionManager"]
