@@ -193,9 +193,12 @@ class EvalPool:
         players = [Player(f"reference#{i}", actions=actions) for i in range(passes)]
         self.jobs = make_jobs(ids, players, workers)
         self.workers = workers
-        self.barrier = mp.get_context("spawn").Barrier(workers + 1)
-        self.pool = WorkerPool(workers, init_worker, (config, ids, self.barrier))
+        self.pool = self.make_pool(workers, config, ids)
         self.peak: dict[str, float] = {}
+
+    def make_pool(self, workers: int, config: RunConfig, ids: list[str]):
+        self.barrier = mp.get_context("spawn").Barrier(workers + 1)
+        return WorkerPool(workers, init_worker, (config, ids, self.barrier))
 
     def warm(self) -> None:
         # Workers start on demand: one call each starts them all, and each waits at the barrier
@@ -223,17 +226,10 @@ class EvalPool:
 class RayEvalPool(EvalPool):
     """The same jobs on Ray actors; each actor builds every task's runner in its initializer."""
 
-    def __init__(self, tasks, scale: str, passes: int, workers: int) -> None:
+    def make_pool(self, workers: int, config: RunConfig, ids: list[str]):
         from quill_env.ray_pool import RayPool
 
-        ids = [t.id for t in tasks]
-        config = RunConfig((SUITE,), scale, {"cost": "work"})
-        actions = {t.id: t.reference for t in tasks}
-        players = [Player(f"reference#{i}", actions=actions) for i in range(passes)]
-        self.jobs = make_jobs(ids, players, workers)
-        self.workers = workers
-        self.pool = RayPool(workers, init_worker, (config, ids))
-        self.peak = {}
+        return RayPool(workers, init_worker, (config, ids))
 
     def warm(self) -> None:
         self.pool.actor_pids()  # answered once every actor's initializer (the warm-up) has run

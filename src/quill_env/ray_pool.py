@@ -70,6 +70,22 @@ def connect(address: str | None, num_cpus: int) -> bool:
     return False
 
 
+def map_submitted(
+    submit: Callable[..., Future[R]], fn: Callable[[T], R], items: Iterable[T], *, ordered: bool = True
+) -> Iterator[R]:
+    """``fn`` over ``items`` through ``submit``, every item at once: the ``map`` of both pools.
+
+    Results come in order, or as each finishes (``ordered=False``); leaving the loop early
+    cancels what has not started.
+    """
+    futures = [submit(fn, item) for item in items]
+    try:
+        yield from (f.result() for f in (futures if ordered else as_completed(futures)))
+    finally:
+        for f in futures:
+            f.cancel()
+
+
 class _Host:
     """The body of one actor: runs the pool's initializer once, then the calls sent to it."""
 
@@ -184,12 +200,7 @@ class RayPool:
 
         Every item is submitted at once; leaving the loop early drops the results not yet read.
         """
-        futures = [self.submit(fn, item) for item in items]
-        try:
-            yield from (f.result() for f in (futures if ordered else as_completed(futures)))
-        finally:
-            for f in futures:
-                f.cancel()
+        return map_submitted(self.submit, fn, items, ordered=ordered)
 
     def close(self, *, cancel: bool = False) -> None:
         """Stop the actors: after the submitted calls, or (``cancel``) at once, killing running ones.
@@ -216,4 +227,4 @@ class RayPool:
         self.close(cancel=exc_type is not None)
 
 
-__all__ = ["LOCAL", "RayPool", "connect"]
+__all__ = ["LOCAL", "RayPool", "connect", "map_submitted"]

@@ -16,11 +16,11 @@ import multiprocessing as mp
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, TypeVar
 
 from quill_env.errors import ConfigError
-from quill_env.ray_pool import LOCAL, RayPool
+from quill_env.ray_pool import LOCAL, RayPool, map_submitted
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -94,12 +94,7 @@ class WorkerPool:
 
         Every item is submitted at once; leaving the loop early cancels what has not started.
         """
-        futures = [self.submit(fn, item) for item in items]
-        try:
-            yield from (f.result() for f in (futures if ordered else as_completed(futures)))
-        finally:
-            for f in futures:
-                f.cancel()
+        return map_submitted(self.submit, fn, items, ordered=ordered)
 
     def close(self, *, cancel: bool = False) -> None:
         """Stop the workers: after the submitted calls, or (``cancel``) at once, killing running ones."""
