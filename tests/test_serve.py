@@ -377,3 +377,29 @@ def test_openenvs_own_client_plays_episodes_on_the_server(served, local):
         assert episode["query"] == task.query and episode["state"]["task_id"] == TASK
         assert episode["state"]["step_count"] == 1
     assert episodes[0]["reward"] > 0 >= episodes[2]["reward"]
+
+
+def test_a_multi_attempt_episode_over_the_wire_is_the_local_one(shop_suite):
+    """``quill serve --max-attempts 2``: feedback after a failed attempt, the same rewards, then done."""
+    server = Served(max_sessions=2, max_attempts=2)
+    mine = SQLOptEnv(**ENV, max_attempts=2)
+    try:
+        task = mine.find_task(TASK)
+        attempts = ["SELECT 1", task.reference]
+        mine.reset(options={"task_id": TASK})
+        want = []
+        for sql in attempts:
+            obs, reward, terminated, truncated, info = mine.step(sql)
+            want.append((obs.get("feedback"), reward, terminated, truncated, info["verdict"]))
+        with QuillClient(server.url) as env:
+            env.reset(task_id=TASK)
+            got = []
+            for sql in attempts:
+                obs, reward, terminated, truncated, info = env.step(sql)
+                got.append((obs.get("feedback"), reward, terminated, truncated, info["verdict"]))
+            assert env.state()["max_attempts"] == 2 and env.state()["done"]
+    finally:
+        mine.close()
+        server.stop()
+    assert got == want
+    assert want[0][0] and not want[0][2] and want[1][2] and want[1][4] == "improved"
