@@ -1,9 +1,17 @@
 """Collection rules for the whole checkout (the tests' own fixtures live in ``tests/conftest.py``).
 
-The DuckDB backend module imports ``duckdb`` at the top and says which extra to install when it
-is missing; its doctests are collected only where the extra is installed.
+Modules that import an optional framework at the top (and say which extra to install when it is
+missing) have their doctests collected only where it is installed: the DuckDB backend, the
+verifiers taskset, and the check scripts that tests run in another interpreter
+(``tests/interpreters.py``), which are never collected here.
 """
 
 import importlib.util
 
-collect_ignore = [] if importlib.util.find_spec("duckdb") else ["src/quill_env/backends/duckdb.py"]
+OPTIONAL = {
+    "src/quill_env/backends/duckdb.py": "duckdb",
+    "src/quill_verifiers/__init__.py": "verifiers",
+}
+
+collect_ignore = [path for path, module in OPTIONAL.items() if importlib.util.find_spec(module) is None]
+collect_ignore += ["tests/verifiers_check.py", "tests/openenv_check.py"]
