@@ -30,8 +30,8 @@ TASK = "shop/coupon_lookup"
 class Served:
     """A uvicorn server on a free port of 127.0.0.1, in a background thread."""
 
-    def __init__(self, **app_options):
-        self.app = create_app(**ENV, **app_options)
+    def __init__(self, env=None, **app_options):
+        self.app = create_app(**(ENV if env is None else env), **app_options)
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
@@ -341,6 +341,33 @@ def test_quill_serve_command(monkeypatch, capsys):
     assert main(["serve", "--suite", "shop", "--scale", "small"]) == 2
     assert 'pip install "quill-sql[serve]"' in capsys.readouterr().err
     assert main(["serve", "--suite", "nope"]) == 2
+    assert main(["serve", "--query", "SELECT 1"]) == 2
+    assert "--query needs --database" in capsys.readouterr().err
+
+
+def test_a_users_own_database_is_served(tmp_path):
+    """``quill serve --database FILE --query SQL``: the user's queries are the tasks."""
+    import apsw
+
+    path = tmp_path / "library.db"
+    db = apsw.Connection(str(path))
+    db.execute("CREATE TABLE loan (id INTEGER PRIMARY KEY, member INTEGER, days INTEGER)")
+    db.executemany("INSERT INTO loan (member, days) VALUES (?, ?)", [(i % 97, i % 30) for i in range(5000)])
+    db.close()
+    slow = "SELECT member, COUNT(*) FROM loan WHERE days > 20 GROUP BY member ORDER BY member"
+    server = Served({"database": str(path), "queries": [slow]}, max_sessions=1)
+    mine = SQLOptEnv(database=str(path), queries=[slow])
+    try:
+        mine.reset(seed=0)
+        _, want, *_ = mine.step("CREATE INDEX d ON loan(days, member);\n" + slow)
+        with QuillClient(server.url) as env:
+            obs, _ = env.reset(seed=0)
+            assert obs["query"].startswith(slow)
+            _, reward, _, _, info = env.step("CREATE INDEX d ON loan(days, member);\n" + slow)
+    finally:
+        mine.close()
+        server.stop()
+    assert reward == want and info["verdict"] in ("improved", "no_gain", "unchanged")
 
 
 def test_importing_quill_env_does_not_import_the_server():

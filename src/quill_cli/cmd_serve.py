@@ -6,8 +6,9 @@ import argparse
 
 from rich.console import Console
 
-from quill_cli.console import EXIT_OK, enum_arg
+from quill_cli.console import EXIT_OK, enum_arg, sql_arg
 from quill_env.backends import BACKENDS, DEFAULT_ENGINE
+from quill_env.errors import ConfigError
 from quill_env.measure import CostMode
 from quill_env.serve import server
 from quill_env.tasks import SCALES
@@ -15,15 +16,21 @@ from quill_env.tasks import SCALES
 
 def cmd_serve(args: argparse.Namespace, console: Console) -> int:
     """Serve sessions of ``SQLOptEnv`` until interrupted."""
+    if args.query and not args.database:
+        raise ConfigError("--query needs --database (the file the queries run on)")
+    if args.database and not args.query:
+        raise ConfigError("--database needs at least one --query (the slow queries to serve)")
+    where = (
+        {"database": args.database, "queries": [sql_arg(q, "--query") for q in args.query]}
+        if args.database
+        else {"suite": args.suite, "split": args.split, "scale": args.scale, "engine": args.engine}
+    )
     app = server.create_app(
         max_sessions=args.max_sessions,
         session_timeout=args.session_timeout,
-        suite=args.suite,
-        split=args.split,
-        scale=args.scale,
-        engine=args.engine,
         max_attempts=args.max_attempts,
         cost=args.cost,
+        **where,
     )
     uvicorn_server = server.make_server(app, args.host, args.port, log_level=args.log_level)
     console.print(
@@ -64,6 +71,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--max-attempts", type=int, default=1, help="attempts per episode (> 1: multi-turn)")
     serve.add_argument("--cost", type=enum_arg(CostMode), default=CostMode.WORK, choices=tuple(CostMode))
+    serve.add_argument(
+        "--database",
+        default=None,
+        help="serve your own SQLite or DuckDB file (never modified) instead of the suites; with --query",
+    )
+    serve.add_argument(
+        "--query",
+        action="append",
+        default=[],
+        help="a slow query on --database, inline or @file (repeatable: each is a task)",
+    )
     serve.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
