@@ -19,6 +19,7 @@ which task it is scored on: the task id comes from the dataset, never from the c
 from __future__ import annotations
 
 import collections
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -207,7 +208,7 @@ def compute_score(
         raise ConfigError(
             f"compute_score needs extra_info['task_id'] (a Quill task id) for data source {data_source!r}"
         )
-    score = _scorer(info.get("scale"), info.get("engine") or DEFAULT_ENGINE)
+    score = scorer(scale=info.get("scale"), engine=info.get("engine") or DEFAULT_ENGINE)
     (result,) = score.results([solution_str], [str(task_id)])
     return {
         "score": float(result.reward),
@@ -216,15 +217,39 @@ def compute_score(
     }
 
 
-_SCORERS: dict[tuple[str | None, str], RewardFunction] = {(None, reward_fn.engine): reward_fn}
-"""The reward functions :func:`compute_score` has used, by (scale, engine)."""
+_SCORERS: dict[tuple, RewardFunction] = {(None, None, reward_fn.engine, "{}"): reward_fn}
+"""The reward functions :func:`scorer` has made, by (suites, scale, engine, options)."""
 
 
-def _scorer(scale: str | None, engine: str) -> RewardFunction:
-    key = (scale, get_backend(engine).name)
+def scorer(
+    suites: Sequence[str] | None = None,
+    scale: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    engine: str = DEFAULT_ENGINE,
+) -> RewardFunction:
+    """The reward function of these settings, made once per process (the adapters' lookup).
+
+    ``scorer()`` is :data:`reward_fn`. Every one of them takes its runners from the shared
+    runner cache, so this only saves re-reading the suites.
+
+    Raises:
+        UnknownNameError: an unknown engine.
+        ConfigError: bad ``options``.
+    """
+    opts = dict(options or {})
+    names = tuple(suites) if suites else None
+    key = (names, scale, get_backend(engine).name, json.dumps(opts, sort_keys=True))
     if key not in _SCORERS:
-        _SCORERS[key] = RewardFunction(scale=scale, engine=key[1])
+        _SCORERS[key] = RewardFunction(key[0], scale, opts, engine=key[2])
     return _SCORERS[key]
 
 
-__all__ = ["RewardFunction", "TaskRunners", "completion_text", "compute_score", "reward_fn", "task_groups"]
+__all__ = [
+    "RewardFunction",
+    "TaskRunners",
+    "completion_text",
+    "compute_score",
+    "reward_fn",
+    "scorer",
+    "task_groups",
+]

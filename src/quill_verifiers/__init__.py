@@ -24,8 +24,6 @@ Needs ``pip install "quill-sql[verifiers]"``; ``import quill_env`` never imports
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,7 +31,7 @@ from quill_env.backends import DEFAULT_ENGINE
 from quill_env.errors import MissingExtraError
 from quill_env.evaluator import EvalOptions, EvalResult, TaskRunner
 from quill_env.prompt import SYSTEM_PROMPT, build_messages
-from quill_env.reward_functions import RewardFunction
+from quill_env.reward_functions import RewardFunction, scorer
 from quill_env.tasks import get_suite, list_suites
 
 try:
@@ -73,26 +71,19 @@ class QuillData(vf.TaskData):
     options: dict[str, Any] = {}
 
 
-@functools.lru_cache(maxsize=16)
-def _scorer(suites: tuple[str, ...] | None, scale: str | None, engine: str, options: str) -> RewardFunction:
-    return RewardFunction(suites, scale, json.loads(options), engine=engine)
-
-
-def _options_key(data: QuillData) -> str:
-    return json.dumps(data.options, sort_keys=True)
+def _scorer(data: QuillData) -> RewardFunction:
+    return scorer(data.suites, data.scale, data.options, engine=data.engine)
 
 
 def score_reply(data: QuillData, reply: str) -> EvalResult:
     """The environment's result for ``reply`` on the row's task (its last fenced SQL block)."""
-    score = _scorer(tuple(data.suites) if data.suites else None, data.scale, data.engine, _options_key(data))
-    (result,) = score.results([reply], [data.task_id])
+    (result,) = _scorer(data).results([reply], [data.task_id])
     return result
 
 
 def validate_reference(data: QuillData) -> bool | None:
     """Whether the row's task has a reference rewrite that the environment verifies correct."""
-    score = _scorer(tuple(data.suites) if data.suites else None, data.scale, data.engine, _options_key(data))
-    runner = score.runner(data.task_id)
+    runner = _scorer(data).runner(data.task_id)
     if not runner.task.reference:
         return None
     return runner.evaluate(runner.task.reference).correct

@@ -33,8 +33,9 @@ from types import ModuleType
 from typing import Any
 
 from quill_env._version import __version__
+from quill_env.env import SQLOptEnv
 from quill_env.errors import MissingExtraError, ServeError
-from quill_env.serve.sessions import Session, SessionEnv, SessionManager
+from quill_env.serve.sessions import Session, SessionManager
 from quill_env.serve.wire import (
     MAX_MESSAGE_BYTES,
     ErrorCode,
@@ -66,7 +67,7 @@ def require(module: str) -> ModuleType:
         raise MissingExtraError(module, "serve") from None
 
 
-def schemas(env: SessionEnv) -> dict[str, Any]:
+def schemas(env: SQLOptEnv) -> dict[str, Any]:
     """JSON schemas of the action, the observation and the state of ``env``'s sessions."""
     obs = {
         key: {"type": "string", "maxLength": space.max_length}
@@ -125,7 +126,7 @@ def create_app(
     """
     fastapi = require("fastapi")
     responses = require("fastapi.responses")
-    probe = SessionEnv(**env_kwargs)
+    probe = SQLOptEnv(**env_kwargs)
     described = schemas(probe)
     metadata = {
         "name": "Quill",

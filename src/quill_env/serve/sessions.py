@@ -29,9 +29,6 @@ logger = logging.getLogger(__name__)
 
 R = TypeVar("R")
 
-SessionEnv = SQLOptEnv
-"""The environment a session runs."""
-
 
 def _as_serve_error(err: Exception) -> ServeError:
     """The error a client sees for an exception of its session's env.
@@ -73,7 +70,7 @@ class Session:
         self.lock = asyncio.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"quill-{kind}-session")
         self._env_kwargs = env_kwargs
-        self._env: SessionEnv | None = None
+        self._env: SQLOptEnv | None = None
 
     async def _call(self, fn: Callable[..., R], *args: Any) -> R:
         """Run ``fn(*args)`` on the session's thread, one call at a time."""
@@ -88,9 +85,9 @@ class Session:
             finally:
                 self.last_active = self._clock()
 
-    def _env_here(self) -> SessionEnv:
+    def _env_here(self) -> SQLOptEnv:
         if self._env is None:
-            self._env = SessionEnv(**self._env_kwargs)
+            self._env = SQLOptEnv(**self._env_kwargs)
         return self._env
 
     async def reset(self, seed: int | None, task_id: str | None, episode_id: str | None) -> dict[str, Any]:
@@ -267,4 +264,4 @@ class SessionManager:
                 await self.close(session)
 
 
-__all__ = ["Session", "SessionEnv", "SessionManager"]
+__all__ = ["Session", "SessionManager"]
