@@ -439,7 +439,6 @@ class AsyncSQLToolEnvironment(_Episode):
     def __init__(self, reward: EnvironmentReward) -> None:
         super().__init__()
         self._reward = reward
-        self._tasks = TaskRunners(reward.suites, reward.scale, reward.eval_options)  # holds no runner
         key = id(self)
         reward._episodes[key] = weakref.ref(self, lambda _: reward._episodes.pop(key, None))
 
@@ -450,7 +449,7 @@ class AsyncSQLToolEnvironment(_Episode):
             UnknownNameError: no suite of the reward holds the task (checked here, not in a worker).
         """
         task_id = self._start(row)
-        self._tasks.suite_of(task_id).task(task_id)
+        self._reward._runners().suite_of(task_id).task(task_id)  # the reward's suites, read once
         return TOOL_INSTRUCTIONS
 
     async def _tool(self, tool: str, sql: str) -> str:
