@@ -42,3 +42,29 @@ def test_verifiers_scores_rollouts_with_the_environments_reward(engine):
     assert {v for r, v in verdicts if r == "reference"} <= {"improved", "no_gain"}
     assert {v for r, v in verdicts if r == "identity"} == {"unchanged"}
     assert all(c["reward"] <= 0 for c in found["checked"] if c["reply"] in ("garbage", "drop", "other_task"))
+
+
+def test_verifiers_plays_multi_turn_episodes_with_the_environments_rewards():
+    """Whole episodes through verifiers' rollouts: its harness program, interception server and
+    a scripted model on 127.0.0.1 (the harness is prepared with ``uv``, which fetches its
+    dependencies from the package index once)."""
+    assert PYTHON is not None
+    out = subprocess.run(
+        [PYTHON, str(CHECK), "rollouts"], capture_output=True, text=True, env=os.environ.copy(), timeout=900
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    played = {p["episode"]: p for p in found["played"]}
+    assert played["one_reference"]["verdict"] == "improved" and played["one_reference"]["reward"] > 0
+    assert played["one_wrong"]["reward"] < 0
+    # feedback after each failed try, the answer on the third: paid the env's return, less than
+    # the same answer given at once
+    retried = played["wrong_identity_reference"]
+    assert retried["attempts"] == 3 and len(retried["feedback"]) == 2
+    assert retried["reward"] < played["reference_first"]["reward"] == played["one_reference"]["reward"]
+    assert played["reference_first"]["attempts"] == 1  # an improvement ends the episode
+    assert (
+        played["never_right"]["attempts"] == 2
+        and played["never_right"]["reward"] < played["one_wrong"]["reward"]
+    )
+    assert "reference rewrites" in found["bash_refused"]
