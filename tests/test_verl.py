@@ -1,16 +1,32 @@
-"""Quill's tasks as verl RL rows, and ``quill tasks export --format verl``."""
+"""Quill's tasks as verl RL rows, and its reward driven by the ``verl`` package itself.
+
+The rows and ``quill tasks export --format verl`` are tested here. verl 0.9 needs
+``transformers<5.11`` while the dev env has 5.24, so verl runs in its own interpreter: this one
+when it has verl, else ``$QUILL_VERL_PYTHON`` (``.ci/run`` builds ``.venv-verl`` with Quill and
+verl, and points the variable at it). The checks (``tests/verl_check.py``) read the exported rows
+with verl's own ``RLHFDataset``, score completions with verl's own ``RewardLoopWorker`` and
+compare every reward with the environment's.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
+from tests.interpreters import interpreter, needs
 
 from quill_agents.verl_data import verl_rows
 from quill_cli.main import main
 from quill_env import EvalOptions, TaskRunner
 from quill_env.errors import UnknownNameError
 from quill_env.prompt import build_messages
+
+CHECK = Path(__file__).with_name("verl_check.py")
+PYTHON = interpreter("QUILL_VERL_PYTHON", "import verl, quill_env")
+SETUP = 'python -m venv .venv-verl && .venv-verl/bin/pip install torch==2.13.0 "verl==0.9.1" -e .'
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +79,22 @@ def test_quill_tasks_export_verl_needs_out_and_engine_needs_verl(tmp_path, capsy
     argv = ["tasks", "export", "--suite", "shop", "--engine", "duckdb", "--out", str(tmp_path / "t.jsonl")]
     assert main(argv) == 2
     assert "--engine is for --format verl" in " ".join(capsys.readouterr().err.split())
+
+
+@needs(PYTHON, "QUILL_VERL_PYTHON", SETUP)
+def test_verl_reads_the_rows_and_scores_replies_with_the_environments_reward():
+    assert PYTHON is not None
+    out = subprocess.run(
+        [PYTHON, str(CHECK), "sqlite"], capture_output=True, text=True, env=os.environ.copy(), timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert found["rows"] == found["dataset"] == 6
+    checked = found["checked"]
+    assert found["scored_together"] == len(checked) >= 15
+    assert len({c["task"] for c in checked}) >= 3
+    verdicts = {(c["reply"], c["verdict"]) for c in checked}
+    assert {v for r, v in verdicts if r == "reference"} <= {"improved", "no_gain"}
+    assert all(c["reward"] >= 0 for c in checked if c["reply"] == "reference")
+    assert {v for r, v in verdicts if r == "identity"} == {"unchanged"}
+    assert all(c["reward"] <= 0 for c in checked if c["reply"] in ("garbage", "drop", "other_task"))
