@@ -14,4 +14,4 @@ OPTIONAL = {
 }
 
 collect_ignore = [path for path, module in OPTIONAL.items() if importlib.util.find_spec(module) is None]
-collect_ignore += ["tests/verifiers_check.py", "tests/openenv_check.py"]
+collect_ignore += ["tests/verifiers_check.py", "tests/openenv_check.py", "tests/verl_check.py"]

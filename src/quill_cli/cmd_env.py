@@ -15,7 +15,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from quill_agents.verl_data import verl_rows, write_parquet
 from quill_cli.console import EXIT_NEGATIVE, EXIT_OK, enum_arg, format_cost, progress_bar, sql_arg
+from quill_env.backends import BACKENDS, DEFAULT_ENGINE
 from quill_env.errors import ConfigError, UnknownNameError
 from quill_env.evaluator import evaluate
 from quill_env.measure import CostMode
@@ -166,6 +168,22 @@ def _task_row(task: Any) -> tuple[str, str, str, str]:
     return task.id, task.split, " ".join(task.patterns), speed
 
 
+def _export_verl(args: argparse.Namespace, suites: list[Any], console: Console) -> None:
+    """Write the tasks of a split as verl RL rows to a parquet file (``--format verl``)."""
+    if not args.out:
+        raise ConfigError("quill tasks export --format verl needs --out FILE.parquet")
+    split = args.split or "all"
+    total = sum(len(s.split(split)) for s in suites)
+    rows = []
+    with progress_bar(console) as progress:
+        job = progress.add_task(f"building the {split} prompts", total=total)
+        for row in verl_rows(suites, split, args.scale, engine=args.engine):
+            rows.append(row)
+            progress.advance(job)
+    count = write_parquet(rows, args.out)
+    console.print(f"wrote {count} verl rows to {args.out}", highlight=False, markup=False)
+
+
 def cmd_tasks(args: argparse.Namespace, console: Console) -> int:
     """List, show or export the shipped tasks, or build their databases."""
     suites = [get_suite(n) for n in ([args.suite] if args.suite else list_suites())]
@@ -190,6 +208,11 @@ def cmd_tasks(args: argparse.Namespace, console: Console) -> int:
             raise ConfigError("quill tasks show needs a task id, e.g. quill tasks show shop/coupon_lookup")
         console.print_json(json.dumps(find_task(suites, args.id).to_dict()))
     elif args.action == "export":
+        if args.format == "verl":
+            _export_verl(args, suites, console)
+            return EXIT_OK
+        if args.engine != DEFAULT_ENGINE:
+            raise ConfigError("--engine is for --format verl (the JSONL rows name the SQLite database)")
         if not args.out:
             raise ConfigError("quill tasks export needs --out FILE.jsonl")
         split = args.split or "all"
@@ -273,6 +296,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     tasks.add_argument(
         "--split", default=None, choices=["train", "test", "all"], help="for list and export (default: all)"
     )
-    tasks.add_argument("--out", default=None, help="output JSONL file (for export)")
+    tasks.add_argument(
+        "--format",
+        default="jsonl",
+        choices=["jsonl", "verl"],
+        help="export: task JSONL, or verl RL rows (parquet; the prompts, and the task id for the reward)",
+    )
+    tasks.add_argument(
+        "--engine", default=DEFAULT_ENGINE, choices=sorted(BACKENDS), help="export --format verl: the backend"
+    )
+    tasks.add_argument("--out", default=None, help="output file (for export): FILE.jsonl, or FILE.parquet")
     tasks.add_argument("--json", action="store_true", help="list: print the tasks as a JSON array")
     tasks.set_defaults(func=cmd_tasks)

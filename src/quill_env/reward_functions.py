@@ -189,10 +189,11 @@ def compute_score(
 ) -> dict[str, float]:
     """A verl custom reward function: the environment's reward of ``solution_str``.
 
-    Point verl's ``custom_reward_function.path`` at this module's file and set its ``name`` to
-    ``compute_score``. Each row's ``extra_info`` must hold ``task_id``; it may hold ``scale`` and
-    ``engine`` too. ``data_source`` and ``ground_truth`` are not used: the truth is the task's
-    own query, run on its databases.
+    Point verl's ``reward.custom_reward_function.path`` (verl 0.9) at this module's file and its
+    ``name`` at ``compute_score``; ``quill tasks export --format verl`` writes the rows. Each
+    row's ``extra_info`` must hold ``task_id``; it may hold ``scale`` and ``engine`` too.
+    ``data_source`` and ``ground_truth`` are not used: the truth is the task's own query, run on
+    its databases.
 
     Returns:
         ``score`` (the reward verl trains on), and ``correct`` (1.0 or 0.0) and ``speedup``
