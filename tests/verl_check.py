@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -87,8 +88,7 @@ def batch_of(samples: list[tuple[dict, str]], tokenizer: PreTrainedTokenizerFast
     )
 
 
-async def main(engine: str) -> dict:
-    tmp = Path(tempfile.mkdtemp(prefix="quill-verl-"))
+async def main(engine: str, tmp: Path) -> dict:
     parquet = tmp / "test.parquet"
     export = [sys.executable, "-m", "quill_cli", "tasks", "export", "--format", "verl", "--suite", "shop"]
     export += ["--split", "test", "--scale", "small", "--engine", engine, "--out", str(parquet)]
@@ -170,4 +170,8 @@ async def main(engine: str) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "sqlite"))))
+    work = Path(tempfile.mkdtemp(prefix="quill-verl-"))
+    try:
+        print(json.dumps(asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "sqlite", work))))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
