@@ -77,7 +77,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import sqlglot
 from sqlglot import exp
 
 from quill_env.errors import DatabaseError, EngineError, IndexBuildError, MissingExtraError
@@ -88,6 +87,7 @@ except ImportError:  # pragma: no cover - the duckdb extra is not installed
     raise MissingExtraError("duckdb", "duckdb") from None
 
 from quill_env import sqlbuild
+from quill_env.backends import ddl
 from quill_env.backends.base import (
     COMMON_DENIED_FUNCTIONS,
     Backend,
@@ -361,22 +361,8 @@ def _loaded(recipe: _Recipe, failure: str) -> duckdb.DuckDBPyConnection:
     return con
 
 
-FOREIGN_KEYS_COMMENT = "quill:foreign_keys="
-"""Prefix of the table comment in which :func:`port_ddl` keeps a table's foreign keys."""
-
-_NARROW_INTEGERS = {exp.DataType.Type.INT, exp.DataType.Type.SMALLINT, exp.DataType.Type.TINYINT,
-                    exp.DataType.Type.MEDIUMINT}  # fmt: skip
-
-
 def port_ddl(schema_sql: Sequence[str], dialect: str | None = None) -> list[str]:
-    """DDL as DuckDB runs it for Quill, translated from ``dialect`` (DuckDB's own when ``None``).
-
-    Two changes keep data and reward the same as in the source engine: SQLite's ``INTEGER`` is
-    64 bits, so from SQLite every narrower integer type becomes ``BIGINT``; and foreign keys
-    are kept as metadata (a table comment that :meth:`DuckDBBackend.tables` reads back) instead
-    of constraints, because DuckDB refuses foreign keys to non-unique columns and refuses to
-    delete and re-insert a referenced key inside one transaction, which is how a twin swaps
-    rows (:mod:`quill_env.twins`). Quill never writes rows that break them.
+    """DDL as DuckDB runs it for Quill (see :func:`quill_env.backends.ddl.port_ddl`).
 
     >>> for stmt in port_ddl(["CREATE TABLE o (id INTEGER PRIMARY KEY, u INT REFERENCES u(id))"], "sqlite"):
     ...     print(stmt)
@@ -386,98 +372,7 @@ def port_ddl(schema_sql: Sequence[str], dialect: str | None = None) -> list[str]
     Raises:
         DatabaseError: a statement does not parse.
     """
-    read = dialect or "duckdb"
-    out: list[str] = []
-    for ddl in schema_sql:
-        try:
-            trees = sqlglot.parse(ddl, read=read)
-        except sqlglot.errors.SqlglotError as err:
-            raise DatabaseError(f"cannot read the schema statement: {str(err).splitlines()[0]}") from None
-        for tree in trees:
-            if tree is None:
-                continue
-            if not (isinstance(tree, exp.Create) and isinstance(tree.this, exp.Schema)):
-                out.append(ddl if read == "duckdb" else tree.sql("duckdb"))
-                continue
-            keys = _take_foreign_keys(tree.this)
-            if read == "sqlite":
-                for dtype in tree.find_all(exp.DataType):
-                    if dtype.this in _NARROW_INTEGERS:
-                        dtype.set("this", exp.DataType.Type.BIGINT)
-            out.append(tree.sql("duckdb"))
-            if keys:
-                text = FOREIGN_KEYS_COMMENT + json.dumps([[list(k.columns), k.ref_table, list(k.ref_columns)]
-                                                          for k in keys])  # fmt: skip
-                name, literal = tree.this.this.sql("duckdb"), exp.Literal.string(text).sql("duckdb")
-                out.append(f"COMMENT ON TABLE {name} IS {literal}")
-    return out
-
-
-def _names(node: exp.Expression | None) -> tuple[str, ...]:
-    if node is None:
-        return ()
-    return tuple(e.name for e in node.expressions)
-
-
-def _take_foreign_keys(schema: exp.Schema) -> list[ForeignKey]:
-    """Remove the foreign-key constraints (inline and table-level) of a CREATE TABLE; return them."""
-    keys: list[ForeignKey] = []
-    for item in list(schema.expressions):
-        if isinstance(item, exp.ForeignKey):
-            ref = item.args.get("reference")
-            target = ref.this if ref is not None else None
-            if isinstance(target, exp.Schema):
-                keys.append(ForeignKey(_names(item), target.this.name, _names(target)))
-            elif target is not None:
-                keys.append(ForeignKey(_names(item), target.name, ()))
-            item.pop()
-        elif isinstance(item, exp.ColumnDef):
-            for constraint in list(item.args.get("constraints") or []):
-                kind = constraint.args.get("kind")
-                if isinstance(kind, exp.Reference):
-                    target = kind.this
-                    if isinstance(target, exp.Schema):
-                        keys.append(ForeignKey((item.name,), target.this.name, _names(target)))
-                    else:
-                        keys.append(ForeignKey((item.name,), target.name, ()))
-                    constraint.pop()
-    return keys
-
-
-def _comment_keys(comment: str | None) -> list[ForeignKey]:
-    if not comment or not comment.startswith(FOREIGN_KEYS_COMMENT):
-        return []
-    try:
-        raw = json.loads(comment[len(FOREIGN_KEYS_COMMENT) :])
-        return [ForeignKey(tuple(c), str(t), tuple(r)) for c, t, r in raw]
-    except (ValueError, TypeError):
-        return []
-
-
-def _with_foreign_keys(sql: str, keys: Sequence[ForeignKey]) -> str:
-    """``CREATE TABLE`` text with ``keys`` written back as table-level constraints (for display)."""
-    if not keys:
-        return sql
-    try:
-        tree = sqlglot.parse_one(sql, read="duckdb")
-    except sqlglot.errors.SqlglotError:
-        return sql
-    if not isinstance(tree.this, exp.Schema):
-        return sql
-    for key in keys:
-        target: exp.Expression = sqlbuild.table(key.ref_table)
-        if key.ref_columns:
-            target = exp.Schema(
-                this=target, expressions=[exp.to_identifier(c, quoted=True) for c in key.ref_columns]
-            )
-        tree.this.append(
-            "expressions",
-            exp.ForeignKey(
-                expressions=[exp.to_identifier(c, quoted=True) for c in key.columns],
-                reference=exp.Reference(this=target),
-            ),
-        )
-    return tree.sql("duckdb")
+    return ddl.port_ddl(schema_sql, dialect, "duckdb")
 
 
 def _attach_copy(con: duckdb.DuckDBPyConnection, path: Path) -> None:
@@ -1114,7 +1009,7 @@ class DuckDBBackend(Backend):
                     notnull |= set(ccols)
                 elif ctype == "FOREIGN KEY":
                     foreign_keys.append(ForeignKey(ccols, str(ref_table), tuple(ref_cols or ())))
-            kept = _comment_keys(comment)
+            kept = ddl.comment_keys(comment)
             foreign_keys += kept
             for iname, unique, isql in con.execute(
                 "SELECT index_name, is_unique, sql FROM duckdb_indexes() "
@@ -1146,7 +1041,7 @@ class DuckDBBackend(Backend):
                 foreign_keys=tuple(foreign_keys),
                 indexes=tuple(indexes),
                 row_count=row_count,
-                sql=_with_foreign_keys((sql or "").strip().rstrip(";"), kept),
+                sql=ddl.with_foreign_keys((sql or "").strip().rstrip(";"), kept, "duckdb"),
                 is_view=bool(is_view),
             )
         return out
