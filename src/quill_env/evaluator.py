@@ -25,7 +25,7 @@ from sqlglot import exp
 from quill_env import cache as baseline_cache
 from quill_env._version import DATA_FORMAT, __version__
 from quill_env.action_policy import Action, PolicyViolation, SchemaView, encodable, parse_action
-from quill_env.backends import DEFAULT_ENGINE, split_url
+from quill_env.backends import DEFAULT_ENGINE, is_server_url, split_url
 from quill_env.backends.base import Backend, Budget, ExecResult, ExecStatus, Timer
 from quill_env.canonical import canonical_sql
 from quill_env.compare import OrderPolicy, compare_rows, tie_segments
@@ -367,7 +367,8 @@ class TaskRunner:
             query=query,
             output_columns=tuple(output_columns) if output_columns else None,
         )
-        return cls(task, backend, images, options, data_key=file_key(path), owns_backend=False)
+        data_key = f"{file_key(path)}:{backend.data_version}" if backend.data_version else file_key(path)
+        return cls(task, backend, images, options, data_key=data_key, owns_backend=False)
 
     # --- baseline --------------------------------------------------------------------------
 
@@ -387,7 +388,14 @@ class TaskRunner:
             return []
         main = self.backend
         lineage = lineage_rowids(main, self.task.query, limit=LINEAGE_ROWS, max_work=LINEAGE_WORK)
-        return [build_twin(main, lineage, seed=self.options.seed, index=i) for i in range(n)]
+        # Where rolled-back changes linger in the pages (PostgreSQL), the twins' trial runs go to
+        # a copy, so that the main database's plans and counts stay as they were.
+        probe = main.clone() if main.harness_writes_linger else main
+        try:
+            return [build_twin(probe, lineage, seed=self.options.seed, index=i) for i in range(n)]
+        finally:
+            if probe is not main:
+                probe.close()
 
     @contextlib.contextmanager
     def _on_twin(self, index: int) -> Iterator[Backend]:
@@ -1002,7 +1010,12 @@ def _variants(source_path: str, query: str, options: EvalOptions) -> list[Varian
 
 
 def _database_path(database: str | os.PathLike[str]) -> str:
-    """The absolute path of a database given as a path or URL (its engine is read from the file)."""
+    """The absolute path of a database given as a path or URL (its engine is read from the file).
+
+    A server database's URL is returned as it is.
+    """
+    if is_server_url(database):
+        return os.fspath(database)
     return str(Path(split_url(database)[1]).resolve())
 
 

@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, Protocol, TypeVar
 
-from quill_env.backends import DEFAULT_ENGINE, open_backend
+from quill_env.backends import DEFAULT_ENGINE, is_server_url, open_backend
 from quill_env.backends.base import Backend
 from quill_env.errors import ConfigError, DatabaseError
 from quill_env.variants import Variant, VariantBuilder
@@ -45,9 +45,17 @@ _BACKEND_LOCKS: weakref.WeakKeyDictionary[Backend, threading.RLock] = weakref.We
 def file_key(path: str) -> str:
     """Identity of a database file's current contents (path, size and modification time).
 
+    A server database (a PostgreSQL URL) is named by its URL without the password: a process
+    copies it once (the copy's :attr:`~quill_env.backends.base.Backend.data_version` says what
+    it holds).
+
     Raises:
         DatabaseError: there is no such file.
     """
+    if is_server_url(path):
+        from quill_env.backends.pg_server import redact
+
+        return redact(path)
     if not os.path.exists(path):
         raise DatabaseError(f"no such database file: {path}")
     st = os.stat(path)

@@ -23,16 +23,24 @@ def column(name: str) -> exp.Column:
     return exp.Column(this=exp.to_identifier(name, quoted=True))
 
 
+IGNORE_AS_CONFLICT = frozenset({"postgres"})
+"""Dialects that skip a refused row with ``ON CONFLICT DO NOTHING`` instead of ``INSERT OR IGNORE``."""
+
+
 def insert(name: str, columns: Sequence[str], *, dialect: str = SUITE_DIALECT, ignore: bool = False) -> str:
     """A parameterized INSERT for ``columns`` of table ``name``.
 
     >>> insert("t", ["a", "b"], ignore=True)
     'INSERT OR IGNORE INTO "t" ("a", "b") VALUES (?, ?)'
+    >>> insert("t", ["a"], dialect="postgres", ignore=True)
+    'INSERT INTO "t" ("a") VALUES (%s) ON CONFLICT DO NOTHING'
     """
+    conflict = dialect in IGNORE_AS_CONFLICT and ignore
     stmt = exp.Insert(
         this=exp.Schema(this=table(name), expressions=[exp.to_identifier(c, quoted=True) for c in columns]),
         expression=exp.Values(expressions=[exp.Tuple(expressions=[exp.Placeholder() for _ in columns])]),
-        alternative="IGNORE" if ignore else None,
+        alternative="IGNORE" if ignore and not conflict else None,
+        conflict=exp.OnConflict(action=exp.var("DO NOTHING")) if conflict else None,
     )
     return stmt.sql(dialect)
 

@@ -201,15 +201,25 @@ class Suite:
 
     def database(
         self, scale: str | None = None, *, rebuild: bool = False, engine: str = DEFAULT_ENGINE
-    ) -> Path:
+    ) -> Path | str:
         """Path of the generated database at ``scale`` for ``engine``, built and cached when needed.
 
-        Every engine gets the same generated rows; the schema is ported from :attr:`dialect`.
+        Every engine gets the same generated rows; the schema is ported from :attr:`dialect`. On
+        a server engine (PostgreSQL) the database is built on the configured server
+        (``QUILL_POSTGRES_URL``) and its URL is returned.
         """
         scale = scale or self.default_scale
         if scale != VARIANT_SCALE and scale not in self.scales:
             raise UnknownNameError("scale", scale, self.scales)
         cls = get_backend(engine)
+        if cls.is_server:
+            return cls.suite_database(  # type: ignore[attr-defined]
+                f"{self.name}-{self.data_hash}-{scale}",
+                self.ddl,
+                lambda: generate_tables(self.generator, scale, self.seed),
+                dialect=self.dialect,
+                rebuild=rebuild,
+            )
         suffix = cls.file_suffixes[0]
         target = cache_dir() / "suites" / f"{self.name}-{self.data_hash}-{scale}{suffix}"
         if target.exists() and not rebuild:

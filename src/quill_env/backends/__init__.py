@@ -1,7 +1,7 @@
 """Database backends, looked up by name, URL scheme, file name ending or file header.
 
-SQLite ships with Quill; DuckDB needs the ``duckdb`` extra and is imported only when asked
-for, so ``import quill_env`` never loads it.
+SQLite ships with Quill; DuckDB needs the ``duckdb`` extra and PostgreSQL the ``postgres``
+extra, each imported only when asked for, so ``import quill_env`` never loads them.
 """
 
 from __future__ import annotations
@@ -18,13 +18,17 @@ from quill_env.errors import ConfigError, DatabaseError, MissingExtraError, Unkn
 BACKENDS: dict[str, str] = {
     "sqlite": "quill_env.backends.sqlite:SQLiteBackend",
     "duckdb": "quill_env.backends.duckdb:DuckDBBackend",
+    "postgres": "quill_env.backends.postgres:PostgresBackend",
 }
 """Registered backends by name, as ``module:class`` (imported on first use)."""
 
-ALIASES = {"sqlite3": "sqlite", "ddb": "duckdb"}
+ALIASES = {"sqlite3": "sqlite", "ddb": "duckdb", "postgresql": "postgres", "pg": "postgres"}
 """Other names of the registered backends."""
 
-PLANNED = {"postgres": "postgres", "postgresql": "postgres"}
+SERVER_SCHEMES = frozenset({"postgres", "postgresql"})
+"""URL schemes of server engines: the whole URL names the database (no file path in it)."""
+
+PLANNED: dict[str, str] = {}
 """Backends of later releases, with the extra they will need."""
 
 DEFAULT_ENGINE = "sqlite"
@@ -51,11 +55,13 @@ def get_backend(name: str) -> type[Backend]:
 
 
 def _registered() -> Iterator[type[Backend]]:
-    """Every registered backend that imports, in registration order.
+    """Every registered file engine's backend that imports, in registration order.
 
     Each is imported when reached, so a caller that stops at SQLite never imports DuckDB.
     """
     for name in BACKENDS:
+        if name in SERVER_SCHEMES:
+            continue
         try:
             yield get_backend(name)
         except ImportError:  # its extra is not installed
@@ -66,6 +72,8 @@ def _unavailable() -> list[str]:
     """Why each registered backend that does not import is unavailable."""
     reasons = []
     for name in BACKENDS:
+        if name in SERVER_SCHEMES:
+            continue
         try:
             get_backend(name)
         except MissingExtraError as err:
@@ -114,8 +122,19 @@ def split_url(database: str | os.PathLike[str]) -> tuple[str, str]:
     if not sep:
         return engine_of(text), text
     name = scheme.split("+")[0].lower()
+    if name in SERVER_SCHEMES:
+        return ALIASES.get(name, name), text
     get_backend(name)  # refuse unknown schemes before looking at the path
     return ALIASES.get(name, name), rest[1:] if rest.startswith("/") else rest
+
+
+def is_server_url(database: str | os.PathLike[str]) -> bool:
+    """Whether ``database`` is the URL of a database on a server (PostgreSQL), not a file.
+
+    >>> is_server_url("postgresql://me@db/shop"), is_server_url("shop.db")
+    (True, False)
+    """
+    return os.fspath(database).partition("://")[0].split("+")[0].lower() in SERVER_SCHEMES
 
 
 def open_backend(database: str | os.PathLike[str]) -> Backend:
@@ -127,6 +146,8 @@ def open_backend(database: str | os.PathLike[str]) -> Backend:
     engine, path = split_url(database)
     if not path:
         raise DatabaseError(f"no database path in {os.fspath(database)!r}")
+    if is_server_url(path):
+        return get_backend(engine).open(path)
     try:
         return get_backend(engine).open(path)
     except DatabaseError as err:
@@ -148,6 +169,7 @@ __all__ = [
     "TableInfo",
     "engine_of",
     "get_backend",
+    "is_server_url",
     "open_backend",
     "split_url",
 ]

@@ -252,6 +252,13 @@ class Backend(abc.ABC):
     nested_transient: ClassVar[bool] = True
     """Whether :meth:`transient` can be entered inside :meth:`scratch_indexes` (savepoints);
     an engine without savepoints applies a twin to a clone of the database instead."""
+    is_server: ClassVar[bool] = False
+    """Whether databases live on a server and are named by URL (PostgreSQL), not files."""
+    url_schemes: ClassVar[tuple[str, ...]] = ()
+    """URL schemes that name this engine besides its registry name (``postgresql``)."""
+    harness_writes_linger: ClassVar[bool] = False
+    """Whether the harness's rolled-back changes leave traces that could change later plans (rows
+    that stay in a table's pages until a vacuum): twins are then derived on a copy."""
     indexes_matter: ClassVar[bool] = True
     """Whether ``CREATE INDEX`` can change this engine's plan of a typical analytical query
     (DuckDB: rarely; the reward still pays only measured work)."""
@@ -320,6 +327,11 @@ class Backend(abc.ABC):
     def label(self) -> str:
         """Where this database came from (a path or a variant name)."""
         return repr(self)
+
+    @property
+    def data_version(self) -> str:
+        """A digest of the data a server database's copy was made from ("" for a file: its key says it)."""
+        return ""
 
     # --- the harness's own statements ------------------------------------------------------
 

@@ -81,11 +81,14 @@ def _multi_row(single: str, n: int) -> str:
 
     >>> _multi_row('INSERT INTO "t" ("a", "b") VALUES (?, ?)', 3)
     'INSERT INTO "t" ("a", "b") VALUES (?, ?), (?, ?), (?, ?)'
+    >>> _multi_row('INSERT INTO "t" ("a") VALUES (%s) ON CONFLICT DO NOTHING', 2)
+    'INSERT INTO "t" ("a") VALUES (%s), (%s) ON CONFLICT DO NOTHING'
     """
-    head, values, row = single.rpartition(" VALUES ")
-    if not values or row.strip("(?, )"):
+    head, values, rest = single.rpartition(" VALUES ")
+    row = rest[: rest.find(")") + 1]
+    if not values or not row or row.replace("%s", "?").strip("(?, )"):
         raise ValueError(f"not a one-row parameterized INSERT: {single}")
-    return head + values + ", ".join([row] * n)
+    return head + values + ", ".join([row] * n) + rest[len(row) :]
 
 
 def enforce_foreign_keys(schema: Schema, data: Data) -> None:

@@ -1,0 +1,1111 @@
+"""The PostgreSQL backend (the ``postgres`` extra: psycopg 3 and pglast), on a real server.
+
+Copies, never the user's database
+    Quill only ever reads the database it is given. :meth:`PostgresBackend.open` works on a
+    *working copy* made with ``CREATE DATABASE ... TEMPLATE`` from a template of Quill's own: a
+    suite's generated database (``quill tasks build --engine postgres``), or a copy of the user's
+    database read once per process in one ``REPEATABLE READ`` snapshot (schema from the catalog,
+    rows with ``COPY``; foreign keys become metadata, see :mod:`quill_env.backends.ddl`). Every
+    template is ``VACUUM ANALYZE``-d with ``default_statistics_target = 10000`` (statistics from
+    every row of a table up to 3,000,000 rows, so they repeat) and autovacuum off, and its
+    copies inherit the statistics, so plans repeat too. Small databases (variants) are schemas
+    of one scratch database per process. See :mod:`quill_env.backends.pg_server` for naming,
+    clean-up and ``QUILL_PG_SCRATCH_URL``.
+
+Sandbox (``sandboxed=True``)
+    The statement must pass the gate (:mod:`quill_env.backends.pg_gate`: PostgreSQL's own
+    parser, one ``SELECT``, allowlisted functions and casts, no system columns, no clock). It
+    then runs in a read-only transaction (a read-only savepoint inside a scratch state, which
+    ``SET LOCAL transaction_read_only`` makes read-only even after the index builds), as the
+    role ``quill_reader`` where the connecting role may switch to it (a role that can only read
+    the tables: no superuser functions, no files, no ``COPY``, no ``SET ROLE`` back), with
+    ``statement_timeout`` and a timer that cancels it (``TIMEOUT``), and ``work_mem`` pinned.
+    Rows are fetched from a cursor in chunks (``ROW_CAP``). Everything it did is rolled back.
+
+Work counter
+    From the executed plan (see :func:`quill_env.backends.pg_gate.work_of`): a superuser
+    session loads ``auto_explain`` and has each measured statement's plan sent back as a notice
+    (one execution); otherwise the statement is run again under ``EXPLAIN ANALYZE`` in the same
+    snapshot (two executions, the same figures). The work budget is checked when the statement
+    ends; the wall-clock limit bounds what it can do before that.
+
+Scratch states
+    Candidate indexes are built in a transaction that is rolled back (:meth:`scratch_indexes`),
+    the harness's own changes likewise (:meth:`transient`). Rolled-back rows still occupy pages
+    until a vacuum, which could change later plans, so twins are never applied to the main
+    copy: :attr:`nested_transient` is false and each twin is a copy of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import psycopg
+import sqlglot
+from psycopg import errors as pgerrors
+from psycopg import sql as pgsql
+from sqlglot import exp
+from sqlglot.dialects.postgres import Postgres
+
+from quill_env.backends import ddl, pg_gate, pg_server
+from quill_env.backends.base import (
+    COMMON_DENIED_FUNCTIONS,
+    Backend,
+    Budget,
+    ColumnInfo,
+    ExecResult,
+    ExecStatus,
+    ForeignKey,
+    IndexInfo,
+    IndexSpec,
+    SandboxRules,
+    TableInfo,
+    Timer,
+)
+from quill_env.errors import DatabaseError, EngineError, IndexBuildError
+
+FETCH_ROWS = 2048
+"""Rows fetched from the cursor at a time."""
+
+CURSOR = "quill_cursor"
+
+SANDBOX_RULES = SandboxRules(
+    denied_functions=COMMON_DENIED_FUNCTIONS | pg_gate.DENIED_NAMES,
+    clock_values=frozenset({"now", "today", "tomorrow", "yesterday", "localtime", "utc"}),
+    internal_table_prefixes=("pg_", "information_schema"),
+    default_schema="public",
+)
+"""What the action policy refuses before a statement reaches PostgreSQL (the gate refuses
+everything outside its allowlists again)."""
+
+
+@dataclass
+class _Recipe:
+    """How to make another copy of a backend's database (for :meth:`PostgresBackend.clone`)."""
+
+    template: str | None = None
+    """The template database (a database-backed copy)."""
+    schema_sql: list[str] = field(default_factory=list)
+    rows: dict[str, list[tuple]] = field(default_factory=dict)
+    log: list[tuple[str, tuple]] = field(default_factory=list)
+    """Trusted statements that changed the database, in order."""
+
+
+class PostgresBackend(Backend):
+    """A private copy of a PostgreSQL database on a server (see the module docstring)."""
+
+    name: ClassVar[str] = "postgres"
+    display_name: ClassVar[str] = "PostgreSQL"
+    dialect: ClassVar[str] = "postgres"
+    work_unit: ClassVar[str] = "rows_processed"
+    calibration_alpha: ClassVar[float] = 0.8
+    """Provisional: fitted by ``benchmarks/core.py --engine postgres`` (see the README's figures)."""
+    calibration_statement_work: ClassVar[float] = 2_000.0
+    calibration_row_work: ClassVar[float] = 2.0
+    deterministic_work: ClassVar[bool] = True
+    url_schemes: ClassVar[tuple[str, ...]] = ("postgres", "postgresql")
+    is_server: ClassVar[bool] = True
+    row_id: ClassVar[str | None] = "ctid"
+    """Rows are addressed by ``ctid``, read as an integer (see :func:`.pg_server.decode_tid`)."""
+    nested_transient: ClassVar[bool] = False
+    """Twins are copies of their own (rolled-back rows would stay in the main copy's pages)."""
+    harness_writes_linger: ClassVar[bool] = True
+    sandbox_rules: ClassVar[SandboxRules] = SANDBOX_RULES
+    server: ClassVar[pg_server.Server | None] = None
+    """Where this class's small databases go (``None``: :func:`default_server`)."""
+
+    def __init__(
+        self,
+        pool: pg_server.Pool,
+        schema: str,
+        *,
+        label: str,
+        recipe: _Recipe,
+        owns_database: bool,
+        timer: Timer = time.perf_counter,
+        data_version: str = "",
+    ) -> None:
+        """Wrap a database or scratch schema that is loaded (use the constructors)."""
+        self._pool = pool
+        self._server = pool.server
+        self._schema = schema
+        self._label = label
+        self._recipe = recipe
+        self._owns_database = owns_database
+        self._timer = timer
+        self._data_version = data_version
+        self._held: pg_server._Conn | None = None
+        self._depth = 0
+        self._tables: dict[str, TableInfo] | None = None
+        self._catalog: pg_gate.Catalog | None = None
+        self._closed = False
+        self._lock = threading.RLock()
+
+    # --- construction ----------------------------------------------------------------------
+
+    @classmethod
+    def on(cls, server: pg_server.Server) -> type[PostgresBackend]:
+        """The class bound to ``server``: its :meth:`from_rows` and :meth:`empty` databases go there."""
+        return _bound(server)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, timer: Timer = time.perf_counter) -> PostgresBackend:
+        """A private working copy of the database at the URL ``path`` (that database is only read).
+
+        Raises:
+            DatabaseError: the URL cannot be read, the server refused, or the role may not
+                create Quill's databases (the message says what to do).
+        """
+        url = os.fspath(path)
+        source, dbname = pg_server.parse(url)
+        home = pg_server.scratch_server(source)
+        if home is source and dbname.startswith("quill_suite_"):
+            template, version = dbname, dbname
+        else:
+            template, version = _source_copy(source, dbname, home)
+        working = home.create("w", template=template)
+        pool = pg_server.Pool(home, working)
+        recipe = _Recipe(template=template)
+        return cls.on(home)(
+            pool, "public", label=pg_server.redact(url), recipe=recipe, owns_database=True, timer=timer,
+            data_version=version,
+        )  # fmt: skip
+
+    @classmethod
+    def empty(cls, *, timer: Timer = time.perf_counter) -> PostgresBackend:
+        """A new empty database (a schema of the scratch database)."""
+        return cls.from_rows([], {}, label=":scratch:", timer=timer)
+
+    @classmethod
+    def from_rows(
+        cls,
+        schema_sql: Sequence[str],
+        rows: Mapping[str, Sequence[tuple]],
+        *,
+        label: str = ":scratch:",
+        dialect: str | None = None,
+        timer: Timer = time.perf_counter,
+    ) -> PostgresBackend:
+        """A small database from DDL and rows, as a schema of this process's scratch database.
+
+        Raises:
+            DatabaseError: a statement or a row was refused by the server.
+        """
+        server = cls.server or default_server()
+        recipe = _Recipe(schema_sql=ddl.port_ddl(schema_sql, dialect, "postgres"),
+                         rows={k: list(v) for k, v in rows.items()})  # fmt: skip
+        return cls.on(server)._schema_copy(recipe, label, timer)
+
+    @classmethod
+    def _schema_copy(cls, recipe: _Recipe, label: str, timer: Timer) -> PostgresBackend:
+        server = cls.server or default_server()
+        pool = server.scratch()
+        schema = f"s_{os.getpid()}_{next(_SCHEMAS)}"
+        with pool.connection() as conn:
+            pg = conn.pg
+            try:
+                with pg.transaction():
+                    pg.execute(pgsql.SQL("CREATE SCHEMA {}").format(pgsql.Identifier(schema)))
+                    pg.execute(pgsql.SQL("SET LOCAL search_path TO {}").format(pgsql.Identifier(schema)))
+                    for stmt in recipe.schema_sql:
+                        pg.execute(stmt)
+                    for table, data in recipe.rows.items():
+                        _copy_rows(pg, table, data)
+                    for stmt, params in recipe.log:
+                        _run(pg, stmt, params)
+                    _grant_reader(pg, schema, server)
+            except psycopg.Error as err:
+                raise DatabaseError(f"cannot build the database: {_first_line(err)}") from None
+        return cls(pool, schema, label=label, recipe=recipe, owns_database=False, timer=timer)
+
+    @classmethod
+    def suite_database(
+        cls,
+        key: str,
+        schema_sql: Sequence[str],
+        columns: Any,
+        *,
+        dialect: str | None = None,
+        rebuild: bool = False,
+    ) -> str:
+        """The URL of a suite's database ``key`` on the default server, built when missing.
+
+        ``columns`` is a callable returning column-major data per table (called only to build).
+
+        Raises:
+            DatabaseError: no server is configured or the build failed.
+        """
+        server = cls.server or default_server()
+        name = "quill_suite_" + hashlib.sha1(key.encode()).hexdigest()[:10] + "_" + _slug(key)[:30]
+        if rebuild and server.exists(name):
+            server.drop(name)
+        if server.exists(name) and server.comment(name).get("complete"):
+            return server.url(name)
+        building = server.create("building", key=key)
+        try:
+            with server.connect(building) as pg:
+                for stmt in ddl.port_ddl(schema_sql, dialect, "postgres"):
+                    pg.execute(stmt)
+                data = columns()
+                for table, cols in data.items():
+                    _copy_rows(pg, table, list(zip(*cols.values())), list(cols))
+                _finish_template(pg, server)
+            server.set_comment(building, quill="suite", key=key, complete=True)
+            if server.exists(name):
+                server.drop(name)
+            server.rename(building, name)
+        except BaseException:
+            server.drop(building)
+            raise
+        return server.url(name)
+
+    def clone(self) -> PostgresBackend:
+        """Another private copy of this database (a new working copy, or a new scratch schema)."""
+        recipe = _Recipe(self._recipe.template, list(self._recipe.schema_sql), self._recipe.rows,
+                         list(self._recipe.log))  # fmt: skip
+        if recipe.template is None:
+            return type(self)._schema_copy(recipe, self._label, self._timer)
+        working = self._server.create("w", template=recipe.template)
+        pool = pg_server.Pool(self._server, working)
+        copy = type(self)(pool, "public", label=self._label, recipe=recipe, owns_database=True,
+                          timer=self._timer, data_version=self._data_version)  # fmt: skip
+        try:
+            with pool.connection() as conn:
+                for stmt, params in recipe.log:
+                    _run(conn.pg, stmt, params)
+        except psycopg.Error as err:
+            copy.close()
+            raise DatabaseError(f"cannot clone {self._label}: {_first_line(err)}") from None
+        return copy
+
+    # --- identity --------------------------------------------------------------------------
+
+    @property
+    def label(self) -> str:
+        """Where this database came from (a password-free URL, or a variant name)."""
+        return self._label
+
+    @property
+    def data_version(self) -> str:
+        """A digest of the data this copy was made from (part of cached baselines' keys)."""
+        return self._data_version
+
+    def engine_version(self) -> str:
+        """The server's version, e.g. ``PostgreSQL 15.18``."""
+        return self._server.facts["version"]
+
+    def size_bytes(self) -> int:
+        """The space the tables of this database occupy."""
+        rows = self.query(
+            "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'",
+            (self._schema,),
+        )
+        return int(rows[0][0])
+
+    @property
+    def reader_role(self) -> bool:
+        """Whether candidates run as the read-only role ``quill_reader``."""
+        return bool(self._server.facts["reader"])
+
+    # --- connections -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[pg_server._Conn]:
+        if self._held is not None:
+            yield self._held
+            return
+        with self._pool.connection(self._schema) as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _hold(self) -> Iterator[pg_server._Conn]:
+        """Keep one connection for a transaction (scratch indexes, a transient state)."""
+        if self._held is not None:
+            self._depth += 1
+            try:
+                yield self._held
+            finally:
+                self._depth -= 1
+            return
+        with self._pool.connection(self._schema) as conn:
+            self._held = conn
+            try:
+                yield conn
+            finally:
+                self._held = None
+
+    # --- the harness's own statements ------------------------------------------------------
+
+    def query(self, sql: str, params: Sequence[object] = (), *, max_work: int | None = None) -> list[tuple]:
+        """Run one of the harness's own statements (no sandbox) and return its rows.
+
+        ``max_work`` is not counted for trusted statements; they run under a 60-second limit
+        when it is given.
+
+        Raises:
+            EngineError: the server refused or failed it.
+        """
+        text, values = self._harness_sql(sql, params)
+        with self._lock, self._connection() as conn:
+            pg = conn.pg
+            try:
+                if max_work is not None and self._held is None:
+                    with pg.transaction():
+                        pg.execute("SET LOCAL statement_timeout = '60s'")
+                        cur = _run(pg, text, values)
+                        rows = [tuple(r) for r in cur.fetchall()] if cur.description else []
+                else:
+                    with _savepoint(pg, self._held is not None):
+                        cur = _run(pg, text, values)
+                        rows = [tuple(r) for r in cur.fetchall()] if cur.description else []
+                status = cur.statusmessage or ""
+            except psycopg.Error as err:
+                raise EngineError(_first_line(err)) from None
+        self._note_trusted(text, tuple(values), status)
+        return rows
+
+    def execute_many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        """Run one of the harness's own parameterized statements once per row (no sandbox).
+
+        Raises:
+            EngineError: the server refused or failed it (nothing of it is kept).
+        """
+        rows = [list(r) for r in rows]
+        if not rows:
+            return
+        converted = [self._harness_sql(sql, r) for r in rows]
+        text = converted[0][0]
+        with self._lock, self._connection() as conn:
+            pg = conn.pg
+            try:
+                with _savepoint(pg, self._held is not None) if self._held is not None else pg.transaction():
+                    psycopg.RawCursor(pg).executemany(text, [values for _, values in converted])
+            except psycopg.Error as err:
+                raise EngineError(_first_line(err)) from None
+        for _, values in converted:
+            self._note_trusted(text, tuple(values), "CHANGE")
+
+    def _note_trusted(self, sql: str, params: tuple, status: str) -> None:
+        word = status.split(" ", 1)[0].upper()
+        if word in ("SELECT", "EXPLAIN", "SHOW", "SET", "RESET", ""):
+            return
+        self._tables = None
+        self._catalog = None
+        if self._held is None:
+            self._recipe.log.append((sql, params))
+
+    def _harness_sql(self, sql: str, params: Sequence[object]) -> tuple[str, list]:
+        """``sql`` with numbered placeholders, and ``ctid`` compared with integers as tids."""
+        text = _numbered(sql)
+        values = list(params)
+        if "ctid" not in text.lower():
+            return text, values
+        try:
+            tree = sqlglot.parse_one(text, read="postgres")
+        except sqlglot.errors.SqlglotError:
+            return text, values
+        changed = False
+        for node in list(tree.find_all(exp.Column)):
+            if node.name.lower() != "ctid":
+                continue
+            parent = node.parent
+            others: list[exp.Expression] = []
+            if isinstance(parent, exp.In) and parent.this is node:
+                others = list(parent.expressions)
+            elif isinstance(parent, (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)):
+                others = [parent.expression if parent.this is node else parent.this]
+            for other in others:
+                if isinstance(other, exp.Literal) and not other.is_string:
+                    other.replace(exp.Literal.string(pg_server.encode_tid(int(other.this))))
+                    changed = True
+                elif isinstance(other, exp.Parameter):
+                    index = int(other.this.this) - 1
+                    if 0 <= index < len(values) and isinstance(values[index], int):
+                        values[index] = pg_server.encode_tid(values[index])
+        return (tree.sql("postgres") if changed else text), values
+
+    @contextlib.contextmanager
+    def transient(self) -> Iterator[None]:
+        """A transaction (a savepoint inside another) rolled back on exit."""
+        tables_before = self._tables
+        with self._lock, self._hold() as conn:
+            pg = conn.pg
+            nested = self._depth > 0
+            pg.execute("SAVEPOINT quill_transient" if nested else "BEGIN")
+            try:
+                yield
+            finally:
+                with contextlib.suppress(psycopg.Error):
+                    pg.execute("ROLLBACK TO SAVEPOINT quill_transient" if nested else "ROLLBACK")
+                self._tables = tables_before
+                self._catalog = None
+
+    # --- schema ----------------------------------------------------------------------------
+
+    def tables(self) -> dict[str, TableInfo]:
+        """Tables and views with columns, keys, indexes and row counts (cached)."""
+        if self._tables is None:
+            with self._lock, self._connection() as conn:
+                self._tables = _introspect(conn.pg, self._schema)
+        return self._tables
+
+    def _gate_catalog(self) -> pg_gate.Catalog:
+        if self._catalog is None:
+            functions, types = _allowed(self._server, self._pool, self._schema)
+            self._catalog = pg_gate.Catalog(functions, types, frozenset(self.tables()), self._schema)
+        return self._catalog
+
+    # --- execution -------------------------------------------------------------------------
+
+    def execute(
+        self,
+        sql: str,
+        budget: Budget | None = None,
+        *,
+        sandboxed: bool = True,
+        double_quoted_strings: bool = False,
+    ) -> ExecResult:
+        """Run one statement under ``budget`` and fetch its rows (see the module docstring)."""
+        del double_quoted_strings
+        budget = budget or Budget()
+        if sandboxed:
+            gate = pg_gate.check(sql, self._gate_catalog())
+            if gate.status is not None:
+                return ExecResult(status=gate.status, error=gate.error, error_kind=gate.kind)
+        text = self._on_schema(sql)
+        with self._lock, self._connection() as conn:
+            return self._run_measured(conn, text, budget, sandboxed)
+
+    def _on_schema(self, sql: str) -> str:
+        """On a scratch schema, ``public.t`` means the schema's own ``t``."""
+        if self._schema == "public" or "public" not in sql.lower():
+            return sql
+        try:
+            tree = sqlglot.parse_one(sql, read="postgres")
+        except sqlglot.errors.SqlglotError:
+            return sql
+        for table in tree.find_all(exp.Table):
+            if table.args.get("db") is not None and table.db.lower() == "public":
+                table.set("db", None)
+        return tree.sql("postgres")
+
+    def _run_measured(self, conn: pg_server._Conn, sql: str, budget: Budget, sandboxed: bool) -> ExecResult:
+        pg = conn.pg
+        facts = self._server.facts
+        timer = self._timer
+        nested = self._held is not None
+        rows: list[tuple] = []
+        columns: list[str] = []
+        status, error, kind = ExecStatus.OK, "", ""
+        plan: dict | None = None
+        start = timer()
+        watchdog = _Watchdog(pg, budget.max_seconds)
+        try:
+            if nested:
+                pg.execute("SAVEPOINT quill_run")
+            else:
+                pg.execute("BEGIN ISOLATION LEVEL REPEATABLE READ" + (" READ ONLY" if sandboxed else ""))
+            try:
+                if budget.max_seconds is not None:
+                    ms = max(1, int(budget.max_seconds * 1000) + 50)
+                    pg.execute(pgsql.SQL("SET LOCAL statement_timeout = {}").format(pgsql.Literal(ms)))
+                if facts["auto_explain"]:  # superuser settings first: the reader role may not set them
+                    pg.execute("SET LOCAL auto_explain.log_min_duration = 0")
+                    if budget.max_heap_bytes is not None:
+                        kb = max(1024, budget.max_heap_bytes // 1024)
+                        pg.execute(pgsql.SQL("SET LOCAL temp_file_limit = {}").format(pgsql.Literal(kb)))
+                if sandboxed:
+                    pg.execute("SET LOCAL transaction_read_only = on")
+                    if facts["reader"]:
+                        pg.execute(
+                            pgsql.SQL("SET LOCAL ROLE {}").format(pgsql.Identifier(pg_server.READER_ROLE))
+                        )
+                conn.notices.clear()
+                declare = pgsql.SQL("DECLARE {} NO SCROLL CURSOR FOR ").format(pgsql.Identifier(CURSOR))
+                pg.execute(declare.as_string(pg)
+                           + sql.strip().rstrip(";"))  # fmt: skip
+                fetch = pgsql.SQL("FETCH FORWARD {} FROM {}")
+                cap = budget.max_rows
+                while True:
+                    want = FETCH_ROWS if cap is None else max(1, min(FETCH_ROWS, cap + 1 - len(rows)))
+                    cur = pg.execute(fetch.format(pgsql.Literal(want), pgsql.Identifier(CURSOR)))
+                    if not columns and cur.description:
+                        columns = [d.name for d in cur.description]
+                    chunk = cur.fetchall()
+                    if not chunk:
+                        break
+                    rows.extend(tuple(r) for r in chunk)
+                    if cap is not None and len(rows) > cap:
+                        del rows[cap + 1 :]
+                        status, error = ExecStatus.ROW_CAP, f"more than {cap:,} rows"
+                        break
+                pg.execute(pgsql.SQL("CLOSE {}").format(pgsql.Identifier(CURSOR)))
+                if status is ExecStatus.OK:
+                    plan = _plan_from_notices(conn.notices)
+                    if plan is None:
+                        cur = pg.execute(
+                            "EXPLAIN (ANALYZE, BUFFERS, TIMING OFF, FORMAT JSON) " + sql.strip().rstrip(";")
+                        )
+                        plan = _json_plan(cur.fetchone()[0])
+            finally:
+                with contextlib.suppress(psycopg.Error):
+                    if nested:
+                        pg.execute("ROLLBACK TO SAVEPOINT quill_run")
+                        pg.execute("RELEASE SAVEPOINT quill_run")
+                    elif sandboxed:
+                        pg.execute("ROLLBACK")
+                    else:
+                        pg.execute("COMMIT")
+        except psycopg.Error as err:
+            status, error, kind = _classify(err)
+        except (MemoryError, RecursionError) as err:
+            status, error, kind = ExecStatus.RUNTIME_ERROR, type(err).__name__, "out_of_memory"
+        finally:
+            watchdog.stop()
+        if watchdog.fired and status is not ExecStatus.OK:
+            status, error, kind = ExecStatus.TIMEOUT, "stopped at the time budget", ""
+        seconds = timer() - start
+        counters = pg_gate.plan_counters(plan["Plan"]) if plan else {}
+        counters["rows_returned"] = len(rows)
+        work = self.work_of(counters)
+        tables_read = pg_gate.relations(plan["Plan"]) if plan else frozenset()
+        if status is ExecStatus.TIMEOUT and budget.max_work is not None:
+            work = max(work, budget.max_work)
+        if status is ExecStatus.OK and budget.max_work is not None and work > budget.max_work:
+            status, error = ExecStatus.TIMEOUT, f"work {work:,} exceeded the budget of {budget.max_work:,}"
+        if (
+            status is ExecStatus.OK
+            and budget.max_value_bytes is not None
+            and _largest(rows) > budget.max_value_bytes
+        ):
+            status, error, kind, rows = ExecStatus.DENIED, "a value exceeds the size limit", "too_big", []
+        if status is ExecStatus.OK and not sandboxed:
+            self._note_trusted(
+                sql, (), "CHANGE" if not sql.lstrip().lower().startswith(("select", "with")) else "SELECT"
+            )
+        return ExecResult(status=status, rows=rows, columns=columns, work=work, seconds=seconds, error=error,
+                          error_kind=kind, counters=counters, tables_read=tables_read)  # fmt: skip
+
+    def work_of(self, counters: Mapping[str, int], *, reference: Mapping[str, int] | None = None) -> int:
+        """The deterministic work of one statement (:func:`quill_env.backends.pg_gate.work_of`)."""
+        return pg_gate.work_of(counters)
+
+    def explain(self, sql: str) -> str:
+        """PostgreSQL's plan of ``sql`` (``EXPLAIN``, costs on) as text (``(no plan: ...)`` when refused)."""
+        gate = pg_gate.check(sql, self._gate_catalog())
+        if gate.status is not None:
+            return f"(no plan: {gate.error})"
+        with self._lock, self._connection() as conn:
+            pg = conn.pg
+            try:
+                with _savepoint(pg, self._held is not None) if self._held is not None else pg.transaction():
+                    pg.execute("SET LOCAL transaction_read_only = on")
+                    if self._server.facts["reader"]:
+                        pg.execute(
+                            pgsql.SQL("SET LOCAL ROLE {}").format(pgsql.Identifier(pg_server.READER_ROLE))
+                        )
+                    cur = pg.execute("EXPLAIN " + self._on_schema(sql).strip().rstrip(";"))
+                    lines = [r[0] for r in cur.fetchall()]
+                    raise _Rollback(lines)
+            except _Rollback as done:
+                return "\n".join(done.lines)
+            except psycopg.Error as err:
+                return f"(no plan: {_first_line(err)})"
+
+    # --- scratch indexes -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def scratch_indexes(self, indexes: Sequence[IndexSpec], budget: Budget | None = None) -> Iterator[None]:
+        """Build ``indexes`` in a transaction that is rolled back on exit.
+
+        ``budget`` bounds the build's time (``statement_timeout`` and a cancelling timer) and
+        its work (the rows of the indexed tables).
+
+        Raises:
+            IndexBuildError: a build failed or ran out of budget (rolled back first).
+        """
+        if not indexes:
+            yield
+            return
+        budget = budget or Budget()
+        tables_before = self._tables
+        counts = {k: t.row_count for k, t in self.tables().items()}
+        with self._lock, self._hold() as conn:
+            pg = conn.pg
+            nested = self._depth > 0
+            pg.execute("SAVEPOINT quill_indexes" if nested else "BEGIN")
+            try:
+                self._build(pg, indexes, budget, counts)
+                self._tables = None
+                self._catalog = None
+                yield
+            finally:
+                with contextlib.suppress(psycopg.Error):
+                    pg.execute("ROLLBACK TO SAVEPOINT quill_indexes" if nested else "ROLLBACK")
+                self._tables = tables_before
+                self._catalog = None
+
+    def _build(
+        self, pg: psycopg.Connection, indexes: Sequence[IndexSpec], budget: Budget, counts: dict
+    ) -> None:
+        work = 0
+        if budget.max_seconds is not None:
+            ms = max(1, int(budget.max_seconds * 1000))
+            pg.execute(pgsql.SQL("SET LOCAL statement_timeout = {}").format(pgsql.Literal(ms)))
+        with _Watchdog(pg, budget.max_seconds) as watchdog:
+            for i, spec in enumerate(indexes):
+                work += max(1, int(counts.get(spec.table.lower(), 0)))
+                if budget.max_work is not None and work > budget.max_work:
+                    raise IndexBuildError("building the indexes exceeded the budget")
+                try:
+                    pg.execute(spec.to_sql(f"quill_scratch_{i}", "postgres"))
+                except pgerrors.QueryCanceled:
+                    raise IndexBuildError("building the indexes exceeded the budget") from None
+                except (pgerrors.OutOfMemory, pgerrors.DiskFull, pgerrors.ConfigurationLimitExceeded):
+                    raise IndexBuildError("building the indexes ran out of memory") from None
+                except psycopg.Error as err:
+                    if watchdog.fired:
+                        raise IndexBuildError("building the indexes exceeded the budget") from None
+                    raise IndexBuildError(_first_line(err)) from None
+
+    # --- lifetime --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Drop this copy (its database, or its scratch schema)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_database:
+            self._pool.close()
+            self._server.drop(self._pool.dbname)
+            return
+        with contextlib.suppress(psycopg.Error, DatabaseError), self._pool.connection() as conn:
+            conn.pg.execute(
+                pgsql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(pgsql.Identifier(self._schema))
+            )
+
+    def __repr__(self) -> str:
+        return self._label
+
+
+class _Rollback(Exception):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("rollback")
+        self.lines = lines
+
+
+_SCHEMAS = iter(range(1, 1 << 62))
+
+
+@functools.cache
+def _bound(server: pg_server.Server) -> type[PostgresBackend]:
+    return type("PostgresBackend", (PostgresBackend,), {"server": server, "__module__": __name__})
+
+
+def default_server() -> pg_server.Server:
+    """The server for suites and small databases when none is implied: ``QUILL_POSTGRES_URL``.
+
+    Falls back on ``QUILL_PG_SCRATCH_URL``, then on the ``PG*`` environment variables.
+
+    Raises:
+        DatabaseError: none is configured.
+    """
+    url = os.environ.get("QUILL_POSTGRES_URL") or os.environ.get(pg_server.SCRATCH_URL_ENV)
+    if url:
+        server, _ = pg_server.parse(url if "/" in url.split("://", 1)[-1] else url + "/postgres")
+        return server
+    if os.environ.get("PGHOST") or os.environ.get("PGSERVICE"):
+        return pg_server.server_for({})
+    raise DatabaseError(
+        "no PostgreSQL server is configured: set QUILL_POSTGRES_URL=postgresql://user@host:port/postgres "
+        "(or PGHOST and friends), or pass --url"
+    )
+
+
+@contextlib.contextmanager
+def _savepoint(pg: psycopg.Connection, nested: bool) -> Iterator[None]:
+    if not nested:
+        yield
+        return
+    pg.execute("SAVEPOINT quill_stmt")
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(psycopg.Error):
+            pg.execute("ROLLBACK TO SAVEPOINT quill_stmt")
+        raise
+    pg.execute("RELEASE SAVEPOINT quill_stmt")
+
+
+def _run(pg: psycopg.Connection, sql: str, params: Sequence[object] = ()) -> psycopg.Cursor:
+    cur = psycopg.RawCursor(pg) if params else pg.cursor()
+    cur.execute(sql, list(params) if params else None)
+    return cur
+
+
+def _numbered(sql: str) -> str:
+    """``sql`` with its ``%s`` or ``?`` placeholders as ``$1``, ``$2``, ... (strings untouched).
+
+    >>> _numbered("SELECT a FROM t WHERE b LIKE '%s?' AND c = %s AND d IN (?, ?)")
+    "SELECT a FROM t WHERE b LIKE '%s?' AND c = $1 AND d IN ($2, $3)"
+    """
+    if "%s" not in sql and "?" not in sql:
+        return sql
+    try:
+        tokens = Postgres().tokenize(sql)
+    except sqlglot.errors.SqlglotError:
+        return sql
+    out, last, n = [], 0, 0
+    TT = sqlglot.tokens.TokenType
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        span: tuple[int, int] | None = None
+        if tok.token_type == TT.PLACEHOLDER and tok.text == "?":
+            span = (tok.start, tok.end + 1)
+        elif (
+            tok.token_type == TT.MOD
+            and i + 1 < len(tokens)
+            and tokens[i + 1].text == "s"
+            and tokens[i + 1].start == tok.end + 1
+        ):
+            span = (tok.start, tokens[i + 1].end + 1)
+            i += 1
+        if span is not None:
+            n += 1
+            out.append(sql[last : span[0]] + f"${n}")
+            last = span[1]
+        i += 1
+    return "".join(out) + sql[last:]
+
+
+class _Watchdog:
+    """Cancels the connection's statement when ``seconds`` pass before :meth:`stop`."""
+
+    def __init__(self, pg: psycopg.Connection, seconds: float | None) -> None:
+        self._pg = pg
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self.fired = False
+        self._thread: threading.Thread | None = None
+        if seconds is not None:
+            self._thread = threading.Thread(target=self._run, args=(max(seconds, 0.0) + 0.25,), daemon=True)
+            self._thread.start()
+
+    def _run(self, seconds: float) -> None:
+        if self._done.wait(seconds):
+            return
+        with self._lock:
+            if not self._done.is_set():
+                self.fired = True
+                with contextlib.suppress(Exception):
+                    self._pg.cancel_safe(timeout=5.0)
+
+    def stop(self) -> None:
+        """Stop the timer; after this returns, no cancel is sent."""
+        with self._lock:
+            self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def __enter__(self) -> _Watchdog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _classify(err: psycopg.Error) -> tuple[ExecStatus, str, str]:
+    """Status, message and data-free kind of a server error."""
+    message = _first_line(err)
+    state = getattr(err, "sqlstate", None) or ""
+    if isinstance(err, pgerrors.QueryCanceled):
+        return ExecStatus.TIMEOUT, "stopped at the time budget", ""
+    if state in ("42501", "25006") or isinstance(
+        err, (pgerrors.InsufficientPrivilege, pgerrors.ReadOnlySqlTransaction)
+    ):
+        return ExecStatus.DENIED, message, "denied"
+    if state.startswith("42") or state.startswith("0A"):
+        return ExecStatus.PREPARE_ERROR, message, "engine_error"
+    if state.startswith("53"):
+        return ExecStatus.RUNTIME_ERROR, message, "out_of_memory"
+    if state.startswith("54"):
+        return ExecStatus.RUNTIME_ERROR, message, "too_big"
+    return ExecStatus.RUNTIME_ERROR, message, "engine_error"
+
+
+def _plan_from_notices(notices: list[str]) -> dict | None:
+    for text in reversed(notices):
+        start = text.find("{")
+        if text.startswith("duration:") and start >= 0:
+            with contextlib.suppress(ValueError):
+                return json.loads(text[start:])
+    return None
+
+
+def _json_plan(value: Any) -> dict | None:
+    raw = json.loads(value) if isinstance(value, str) else value
+    return raw[0] if isinstance(raw, list) and raw else None
+
+
+def _largest(rows: Sequence[tuple]) -> int:
+    largest = 0
+    for row in rows:
+        for value in row:
+            if isinstance(value, (str, bytes, bytearray, memoryview)):
+                largest = max(largest, len(value.encode()) if isinstance(value, str) else len(value))
+    return largest
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().split("\n", 1)[0][:500]
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text.lower())
+
+
+def _copy_rows(
+    pg: psycopg.Connection, table: str, rows: Sequence[Sequence[object]], columns: Sequence[str] | None = None
+) -> None:
+    if not rows:
+        return
+    target = pgsql.Identifier(table)
+    if columns:
+        stmt = pgsql.SQL("COPY {} ({}) FROM STDIN").format(
+            target, pgsql.SQL(", ").join(map(pgsql.Identifier, columns))
+        )
+    else:
+        stmt = pgsql.SQL("COPY {} FROM STDIN").format(target)
+    with pg.cursor().copy(stmt) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _grant_reader(pg: psycopg.Connection, schema: str, server: pg_server.Server) -> None:
+    if not server.facts["reader"]:
+        return
+    role = pgsql.Identifier(pg_server.READER_ROLE)
+    pg.execute(pgsql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(pgsql.Identifier(schema), role))
+    pg.execute(
+        pgsql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(pgsql.Identifier(schema), role)
+    )
+
+
+def _finish_template(pg: psycopg.Connection, server: pg_server.Server) -> None:
+    """Grant the reader role, switch autovacuum off and take deterministic statistics."""
+    for (table,) in pg.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'public' AND c.relkind = 'r'"
+    ).fetchall():
+        off = "ALTER TABLE {} SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)"
+        pg.execute(pgsql.SQL(off)
+                   .format(pgsql.Identifier(table)))  # fmt: skip
+    _grant_reader(pg, "public", server)
+    pg.execute("SET default_statistics_target = 10000")
+    pg.execute("VACUUM (ANALYZE, FREEZE)")
+
+
+_SOURCE_LOCK = threading.Lock()
+_SOURCES: dict[tuple[int, str], tuple[str, str]] = {}
+
+
+def _source_copy(source: pg_server.Server, dbname: str, home: pg_server.Server) -> tuple[str, str]:
+    """A template of Quill's holding a copy of the user's database (made once per process).
+
+    Returns ``(template name, digest of the copied schema and rows)``.
+    """
+    key = (id(source), dbname)
+    with _SOURCE_LOCK:
+        if key in _SOURCES:
+            return _SOURCES[key]
+        name = home.create("src", source=source.describe(dbname))
+        try:
+            digest = _copy_database(source, dbname, home, name)
+        except BaseException:
+            home.drop(name)
+            raise
+        _SOURCES[key] = (name, digest)
+        return name, digest
+
+
+def _copy_database(source: pg_server.Server, dbname: str, home: pg_server.Server, target: str) -> str:
+    """Copy tables, keys, indexes and views of ``dbname``'s ``public`` schema into ``target``."""
+    digest = hashlib.sha256()
+    with source.connect(dbname) as src, home.connect(target) as dst:
+        with src.transaction():
+            src.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            src.execute("SET LOCAL search_path TO public")
+            tables = _introspect(src, "public", count_rows=False)
+            for name, info in tables.items():
+                if info.is_view:
+                    continue
+                for stmt in ddl.port_ddl([info.sql], "postgres", "postgres"):
+                    dst.execute(stmt)
+                digest.update(info.sql.encode())
+                read = pgsql.SQL("COPY {} ({}) TO STDOUT").format(
+                    pgsql.Identifier(info.name),
+                    pgsql.SQL(", ").join(map(pgsql.Identifier, info.column_names)),
+                )
+                write = pgsql.SQL("COPY {} ({}) FROM STDIN").format(
+                    pgsql.Identifier(info.name),
+                    pgsql.SQL(", ").join(map(pgsql.Identifier, info.column_names)),
+                )
+                with src.cursor().copy(read) as out, dst.cursor().copy(write) as into:
+                    for chunk in out:
+                        digest.update(chunk)
+                        into.write(chunk)
+                for index in info.indexes:
+                    if index.sql:
+                        dst.execute(index.sql)
+                del name
+            for info in tables.values():
+                if info.is_view:
+                    dst.execute(info.sql)
+                    digest.update(info.sql.encode())
+        _finish_template(dst, home)
+    return digest.hexdigest()[:16]
+
+
+def _introspect(pg: psycopg.Connection, schema: str, *, count_rows: bool = True) -> dict[str, TableInfo]:
+    """Tables and views of ``schema`` with columns, keys, indexes and row counts."""
+    objects = pg.execute(
+        "SELECT c.oid, c.relname, c.relkind, obj_description(c.oid, 'pg_class') FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm') "
+        "ORDER BY c.oid",
+        (schema,),
+    ).fetchall()
+    out: dict[str, TableInfo] = {}
+    for oid, name, kind, comment in objects:
+        cols = pg.execute(
+            "SELECT attname, format_type(atttypid, atttypmod), attnotnull FROM pg_attribute "
+            "WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            (oid,),
+        ).fetchall()
+        if kind in ("v", "m"):
+            view_sql = pg.execute("SELECT pg_get_viewdef(%s, true)", (oid,)).fetchone()[0]
+            columns = tuple(ColumnInfo(c, str(t).upper(), bool(nn), 0) for c, t, nn in cols)
+            body = str(view_sql).strip().rstrip(";")
+            out[name.lower()] = TableInfo(
+                name, columns, (), (), 0, f"CREATE VIEW {_ident(name)} AS {body}", is_view=True
+            )
+            continue
+        constraints = pg.execute(
+            "SELECT conname, contype, "
+            "to_json(ARRAY(SELECT a.attname FROM unnest(conkey) WITH ORDINALITY k(n, i) "
+            "      JOIN pg_attribute a ON a.attrelid = conrelid AND a.attnum = k.n ORDER BY k.i))::text, "
+            "(SELECT relname FROM pg_class WHERE oid = confrelid), "
+            "to_json(ARRAY(SELECT a.attname FROM unnest(confkey) WITH ORDINALITY k(n, i) "
+            "      JOIN pg_attribute a ON a.attrelid = confrelid AND a.attnum = k.n ORDER BY k.i))::text, "
+            "pg_get_constraintdef(oid, true) FROM pg_constraint WHERE conrelid = %s ORDER BY oid",
+            (oid,),
+        ).fetchall()
+        constraints = [(n, t, json.loads(c), r, json.loads(rc), d) for n, t, c, r, rc, d in constraints]
+        pk: list[str] = []
+        keys: list[ForeignKey] = []
+        indexes: list[IndexInfo] = []
+        parts: list[str] = []
+        for cname, ctype, ccols, ref_table, ref_cols, definition in constraints:
+            if ctype == "p":
+                pk = list(ccols)
+                indexes.append(IndexInfo(cname, tuple(ccols), True, "pk"))
+                parts.append(f"PRIMARY KEY ({', '.join(_ident(c) for c in ccols)})")
+            elif ctype == "u":
+                indexes.append(IndexInfo(cname, tuple(ccols), True, "u"))
+                parts.append(f"UNIQUE ({', '.join(_ident(c) for c in ccols)})")
+            elif ctype == "f":
+                keys.append(ForeignKey(tuple(ccols), str(ref_table), tuple(ref_cols)))
+            elif ctype == "c":
+                parts.append(str(definition))
+        kept = ddl.comment_keys(comment)
+        constraint_indexes = {c[0] for c in constraints}
+        for iname, unique, isql, icols in pg.execute(
+            "SELECT i.relname, x.indisunique, pg_get_indexdef(x.indexrelid), "
+            "to_json(ARRAY(SELECT pg_get_indexdef(x.indexrelid, k + 1, true) "
+            "             FROM generate_subscripts(x.indkey, 1) k))::text "
+            "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = %s ORDER BY i.oid",
+            (oid,),
+        ).fetchall():
+            if iname in constraint_indexes:
+                continue
+            indexes.append(IndexInfo(iname, tuple(json.loads(icols)), bool(unique), "c", str(isql)))
+        column_defs = [f"{_ident(c)} {t}{' NOT NULL' if nn else ''}" for c, t, nn in cols]
+        sql = f"CREATE TABLE {_ident(name)} ({', '.join(column_defs + parts)})"
+        columns = tuple(
+            ColumnInfo(c, str(t).upper(), bool(nn) or c in pk, pk.index(c) + 1 if c in pk else 0)
+            for c, t, nn in cols
+        )
+        count = 0
+        if count_rows:
+            count = int(
+                pg.execute(pgsql.SQL("SELECT COUNT(*) FROM {}").format(pgsql.Identifier(name))).fetchone()[0]
+            )
+        all_keys = keys + kept
+        out[name.lower()] = TableInfo(
+            name=name,
+            columns=columns,
+            foreign_keys=tuple(all_keys),
+            indexes=tuple(indexes),
+            row_count=count,
+            sql=ddl.with_foreign_keys(sql, all_keys, "postgres"),
+        )
+    return out
+
+
+def _ident(name: str) -> str:
+    return exp.to_identifier(name, quoted=not name.islower() or not name.isidentifier()).sql("postgres")
+
+
+_ALLOWED_LOCK = threading.Lock()
+_ALLOWED: dict[tuple[int, str, str], tuple[frozenset[str], frozenset[str]]] = {}
+
+
+def _allowed(
+    server: pg_server.Server, pool: pg_server.Pool, schema: str
+) -> tuple[frozenset[str], frozenset[str]]:
+    """Function and type names the gate allows on a database (read once per database and schema)."""
+    key = (
+        id(server),
+        pool.dbname if schema == "public" else "scratch",
+        schema if schema == "public" else "*",
+    )
+    with _ALLOWED_LOCK:
+        if key in _ALLOWED:
+            return _ALLOWED[key]
+    with pool.connection(schema) as conn:
+        rows = conn.pg.execute(
+            "SELECT p.proname, n.nspname, bool_or(p.provolatile = 'i') FROM pg_proc p "
+            "JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname IN ('pg_catalog', %s) GROUP BY 1, 2",
+            (schema,),
+        ).fetchall()
+        types = conn.pg.execute(
+            "SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+            "WHERE n.nspname = %s AND t.typtype = 'e'",
+            (schema,),
+        ).fetchall()
+    functions = {
+        name.lower()
+        for name, nsp, immutable in rows
+        if (immutable and not (nsp == "pg_catalog" and name.startswith("pg_")))
+    }
+    functions |= pg_gate.STABLE_ALLOWED
+    functions -= pg_gate.DENIED_NAMES
+    result = (frozenset(functions), frozenset(t[0].lower() for t in types))
+    with _ALLOWED_LOCK:
+        _ALLOWED[key] = result
+    return result
+
+
+__all__ = ["PostgresBackend", "default_server"]
