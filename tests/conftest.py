@@ -17,6 +17,15 @@ _CACHE = tempfile.mkdtemp(prefix="quill-test-cache-")
 os.environ.setdefault("QUILL_CACHE", _CACHE)
 
 
+def pytest_runtest_setup(item):
+    """A test marked ``postgres`` gets this process's throwaway cluster (``QUILL_POSTGRES_URL``)."""
+    if item.get_closest_marker("postgres") is not None:
+        from tests import pgcluster
+
+        if pgcluster.unavailable() is None:
+            pgcluster.url()
+
+
 @pytest.fixture(scope="session")
 def shop_suite():
     from quill_env import get_suite

@@ -9,7 +9,6 @@ action finishes well inside a generous wall bound (the work budget, not a perfor
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import time
@@ -20,7 +19,8 @@ import gymnasium as gym
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.engines import engine_params, write_database
+from tests import pgcluster
+from tests.engines import engine_params, fingerprint, write_database
 
 import quill_env
 from quill_env import evaluate
@@ -48,10 +48,14 @@ class Db:
     directory: str
     sha256: str
     listing: tuple[str, ...]
+    engine: str = "sqlite"
 
 
-def _sha256(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+def _listing(engine: str, directory: str) -> tuple[str, ...]:
+    """The files beside a database file, or the user databases (not Quill's) on the server."""
+    if engine == "postgres":
+        return tuple(pgcluster.user_databases())
+    return tuple(sorted(os.listdir(directory)))
 
 
 @pytest.fixture(scope="module", params=engine_params())
@@ -76,14 +80,14 @@ def db(request, tmp_path_factory) -> Db:
         ],
         {"users": users, "orders": orders},
     )
-    listing = tuple(sorted(os.listdir(directory)))
-    assert listing == (path.name,)
-    return Db(str(path), str(directory), _sha256(str(path)), listing)
+    listing = _listing(request.param, str(directory))
+    assert path.name in listing
+    return Db(str(path), str(directory), fingerprint(request.param, str(path)), listing, request.param)
 
 
 def _assert_untouched(db: Db) -> None:
-    assert _sha256(db.path) == db.sha256, "the database file changed"
-    listing = tuple(sorted(os.listdir(db.directory)))
+    assert fingerprint(db.engine, db.path) == db.sha256, "the database changed"
+    listing = _listing(db.engine, db.directory)
     assert listing == db.listing, f"files appeared next to the database: {set(listing) - set(db.listing)}"
     assert not [n for n in listing if n.endswith(("-journal", "-wal", "-shm"))]
 
@@ -230,6 +234,66 @@ CORPUS: list = [
     pytest.param("comment", "SELECT 1 -- \n; DELETE FROM users", id="comment-newline-delete"),
     pytest.param("comment", "SELECT [x;DELETE FROM users] FROM users", id="bracket-identifier"),
     pytest.param("comment", "SELECT 'a'';DELETE FROM users;--' FROM users", id="quoted-semicolon"),
+    # PostgreSQL: files, roles, settings, server state, locks, catalogs (refused on every engine)
+    pytest.param("files", "SELECT u.id, pg_read_file('/etc/passwd') FROM users u", id="pg-read-file"),
+    pytest.param(
+        "files",
+        "SELECT u.id, pg_catalog.pg_read_file('postgresql.conf') FROM users u",
+        id="pg-read-file-qualified",
+    ),
+    pytest.param("files", "SELECT * FROM pg_ls_dir('.')", id="pg-ls-dir"),
+    pytest.param("files", "SELECT u.id, lo_import('/etc/passwd') FROM users u", id="lo-import"),
+    pytest.param("files", "COPY users TO '{dir}/pwned.txt'", id="copy-to-file"),
+    pytest.param("files", "COPY (SELECT 1) TO PROGRAM 'touch {dir}/pwned.txt'", id="copy-to-program"),
+    pytest.param("files", "SELECT * FROM dblink('dbname=postgres', 'SELECT 1') AS t(a int)", id="dblink"),
+    pytest.param("files", "SELECT u.id, pg_sleep(30) FROM users u", id="pg-sleep"),
+    pytest.param("files", "SET ROLE postgres; " + SLOW_SQL, id="set-role"),
+    pytest.param(
+        "files", "SELECT u.id, set_config('role', 'postgres', true) FROM users u", id="set-config-role"
+    ),
+    pytest.param("files", "SELECT u.id, current_setting('work_mem') FROM users u", id="current-setting"),
+    pytest.param("files", "SELECT u.id, version() FROM users u", id="pg-version"),
+    pytest.param("files", "SELECT u.id, current_database() FROM users u", id="current-database"),
+    pytest.param("files", "SELECT u.id, inet_server_port() FROM users u", id="inet-server-port"),
+    pytest.param("files", "SELECT u.id, pg_backend_pid() FROM users u", id="backend-pid"),
+    pytest.param("files", "SELECT u.id, pg_terminate_backend(1) FROM users u", id="terminate-backend"),
+    pytest.param("files", "SELECT u.id, pg_advisory_lock(1) FROM users u", id="advisory-lock"),
+    pytest.param("files", "SELECT u.id, pg_notify('c', 'x') FROM users u", id="pg-notify"),
+    pytest.param("files", "SELECT u.id, txid_current() FROM users u", id="txid-current"),
+    pytest.param("files", "SELECT u.id, pg_relation_size('orders') FROM users u", id="relation-size"),
+    pytest.param("files", "SELECT u.id, 'orders'::regclass::oid FROM users u", id="regclass-cast"),
+    pytest.param(
+        "files", "SELECT u.id, query_to_xml('select 1', true, true, '') FROM users u", id="query-to-xml"
+    ),
+    pytest.param("files", "DO $$ BEGIN DELETE FROM orders; END $$", id="do-block"),
+    pytest.param("files", "SELECT id INTO evil FROM users", id="select-into"),
+    pytest.param("files", SLOW_SQL + " FOR UPDATE", id="for-update"),
+    pytest.param("files", "LISTEN x; " + SLOW_SQL, id="listen"),
+    pytest.param("schema", "SELECT * FROM pg_class", id="pg-class"),
+    pytest.param(
+        "schema",
+        "SELECT reltuples FROM pg_catalog.pg_class WHERE relname = 'orders'",
+        id="pg-class-reltuples",
+    ),
+    pytest.param("schema", "SELECT * FROM pg_stats", id="pg-stats"),
+    pytest.param("schema", "SELECT * FROM pg_stat_activity", id="pg-stat-activity"),
+    pytest.param("schema", "SELECT * FROM information_schema.tables", id="information-schema"),
+    pytest.param(
+        "schema",
+        "SELECT u.id, (SELECT COUNT(*) FROM orders o WHERE o.user_id = u.id) FROM users u "
+        "WHERE u.country = 'NZ' AND (SELECT max(ctid) FROM orders) IS NOT NULL",
+        id="ctid-gate",
+    ),
+    pytest.param("schema", "SELECT u.id, u.xmin FROM users u WHERE u.country = 'NZ'", id="xmin"),
+    pytest.param("schema", "SELECT u.id, u.tableoid FROM users u WHERE u.country = 'NZ'", id="tableoid"),
+    pytest.param("nondeterministic", IX + SLOW_SQL + " AND now() > '2000-01-01'", id="pg-now"),
+    pytest.param("nondeterministic", IX + SLOW_SQL + " AND 'today'::date > '2000-01-01'", id="pg-today-cast"),
+    pytest.param(
+        "nondeterministic", IX + SLOW_SQL + " AND clock_timestamp() > '2000-01-01'", id="clock-timestamp"
+    ),
+    pytest.param("nondeterministic", "SELECT u.id FROM users u TABLESAMPLE BERNOULLI (50)", id="tablesample"),
+    pytest.param("nondeterministic", IX + SLOW_SQL + " AND CURRENT_USER IS NOT NULL", id="current-user"),
+    pytest.param("nondeterministic", "SELECT u.id, gen_random_uuid() FROM users u", id="gen-random-uuid"),
     # non-determinism
     pytest.param("nondeterministic", "SELECT u.id, random() FROM users u", id="random"),
     pytest.param("nondeterministic", "SELECT u.id, randomblob(8) FROM users u", id="randomblob"),

@@ -34,6 +34,13 @@ _NONDETERMINISTIC_NODES = (
     exp.CurrentVersion,
 )
 
+_ENGINE_STATE_NODES = tuple(
+    getattr(exp, name)
+    for name in ("CurrentUser", "SessionUser", "CurrentSchema", "CurrentCatalog")
+    if hasattr(exp, name)
+)
+"""SQL value functions that read the session (who runs the query, in which database or schema)."""
+
 
 class PolicyViolation(Exception):
     """An action the policy refuses; carries the verdict it earns and a message."""
@@ -129,6 +136,12 @@ def _check_functions(query: exp.Expression, rules: SandboxRules, dialect: str) -
             )
         if isinstance(node, (exp.Placeholder, exp.Parameter)):
             raise PolicyViolation(Verdict.REJECTED, "bound parameters are not allowed")
+        if isinstance(node, _ENGINE_STATE_NODES):
+            raise PolicyViolation(
+                Verdict.REJECTED, f"{node.sql(dialect)} reads the session's state; not allowed"
+            )
+        if isinstance(node, exp.Lock):
+            raise PolicyViolation(Verdict.REJECTED, "row locks (FOR UPDATE/SHARE) are not allowed")
 
 
 _TIME_CLASS_WORDS = ("date", "time", "unix", "epoch", "julian", "str")

@@ -27,13 +27,16 @@ _NARROW_INTEGERS = {exp.DataType.Type.INT, exp.DataType.Type.SMALLINT, exp.DataT
 _SQLITE_REAL = {exp.DataType.Type.FLOAT, exp.DataType.Type.DOUBLE}
 
 
-def port_ddl(schema_sql: Sequence[str], dialect: str | None, target: str) -> list[str]:
+def port_ddl(
+    schema_sql: Sequence[str], dialect: str | None, target: str, *, keep_foreign_keys: bool = False
+) -> list[str]:
     """DDL as engine ``target`` runs it for Quill, translated from ``dialect`` (default: ``target``).
 
     Two changes keep data and reward the same as in the source engine: SQLite's ``INTEGER`` is
     64 bits and its ``REAL`` 8 bytes, so from SQLite every narrower integer type becomes
     ``BIGINT`` and every float ``DOUBLE PRECISION``; and foreign keys are kept as metadata (a
-    table comment that the backend's ``tables()`` reads back) instead of constraints.
+    table comment that the backend's ``tables()`` reads back) instead of constraints, unless
+    ``keep_foreign_keys`` (how a test writes a user's database with real keys).
 
     >>> for stmt in port_ddl(["CREATE TABLE o (id INTEGER PRIMARY KEY, u INT REFERENCES u(id))"],
     ...                      "sqlite", "postgres"):
@@ -57,7 +60,7 @@ def port_ddl(schema_sql: Sequence[str], dialect: str | None, target: str) -> lis
             if not (isinstance(tree, exp.Create) and isinstance(tree.this, exp.Schema)):
                 out.append(text if read == target else tree.sql(target))
                 continue
-            keys = take_foreign_keys(tree.this)
+            keys = [] if keep_foreign_keys else take_foreign_keys(tree.this)
             if read == "sqlite":
                 for dtype in tree.find_all(exp.DataType):
                     if dtype.this in _NARROW_INTEGERS:
