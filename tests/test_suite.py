@@ -118,3 +118,50 @@ def test_duckdb_does_not_pay_row_savings_the_clock_does_not_show(duckdb_runners)
     result = runner.evaluate(runner.task.reference)
     assert result.correct and result.speedup_raw > 10, (result.verdict, result.speedup_raw)
     assert result.verdict is Verdict.NO_GAIN and result.reward == 0.0, (result.speedup, result.reward)
+
+
+POSTGRES_SAMPLE = TASKS[7::30]
+"""Every thirtieth task, offset from DuckDB's sample (``scripts/engine_marks.py --engine postgres``
+sweeps them all and records, per task, whether the original runs and the reference pays there)."""
+
+
+@pytest.fixture(scope="module")
+def postgres_runners():
+    from tests import pgcluster
+
+    if pgcluster.unavailable():
+        pytest.skip(pgcluster.unavailable())
+    pgcluster.url()
+    cache = {}
+
+    def get(suite_name, task_id):
+        if task_id not in cache:
+            suite = get_suite(suite_name)
+            cache[task_id] = TaskRunner.from_suite(suite, suite.task(task_id), "small", engine="postgres")
+        return cache[task_id]
+
+    yield get
+    for runner in cache.values():
+        runner.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(("suite_name", "task_id"), POSTGRES_SAMPLE, ids=[t for _, t in POSTGRES_SAMPLE])
+def test_reference_verifies_on_postgres(postgres_runners, suite_name, task_id):
+    """Ported to PostgreSQL, each reference is correct on every variant and twin, never penalized,
+    and the original itself is unchanged; where the engine marks say the reference pays there, it
+    reaches the acceptance tier."""
+    suite = get_suite(suite_name)
+    mark = suite.engine_mark(task_id, "postgres")
+    if mark.get("original") == "fails":
+        pytest.skip(f"the original does not run on PostgreSQL: {mark.get('why', '')}")
+    runner = postgres_runners(suite_name, task_id)
+    result = runner.evaluate(runner.task.reference)
+    assert result.correct and result.reward >= 0, (result.verdict, result.error)
+    assert all(v.status == "match" for v in result.variants), result.variants
+    emptied = [v for v in result.variants if v.name.startswith("without:")]
+    assert len(result.variants) == len(VariantBuilder.MUTATIONS) + runner.options.num_twins + len(emptied)
+    if mark.get("reference") == "improved":
+        assert result.verdict is Verdict.IMPROVED and result.reward >= 0.25, (result.speedup, mark)
+    identity = runner.evaluate(runner.task.query)
+    assert identity.verdict is Verdict.UNCHANGED and identity.reward == 0.0

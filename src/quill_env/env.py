@@ -44,8 +44,11 @@ class SQLOptEnv(gym.Env[dict, str]):
         task_ids: restrict the episode tasks to these ids.
         max_attempts: attempts per episode (``> 1`` gives multi-turn episodes with feedback).
         render_mode: ``None`` or ``"ansi"``.
-        engine: the engine the suites run on (``sqlite``, the default, or ``duckdb``: the same
-            rows, the tasks ported to its dialect); with ``database=`` the file decides it.
+        engine: the engine the suites run on (``sqlite``, the default, ``duckdb``, or
+            ``postgres`` on the server ``QUILL_POSTGRES_URL`` names: the same rows, the tasks
+            ported to its dialect, less those whose original does not run there, see
+            :meth:`~quill_env.tasks.Suite.runs_on`); with ``database=`` (a file or a
+            ``postgresql://`` URL) the database decides it.
         **options: any :class:`~quill_env.evaluator.EvalOptions` field (``cost``,
             ``budget_factor``, ``num_variants``, ``reward`` ...).
 
@@ -99,7 +102,7 @@ class SQLOptEnv(gym.Env[dict, str]):
             for name in names:
                 s = get_suite(name)
                 self._suites[s.name] = s
-                self.tasks += s.split(split)
+                self.tasks += [t for t in s.split(split) if s.runs_on(t, self.engine)]
         if task_ids is not None:
             if isinstance(task_ids, str):
                 task_ids = [task_ids]

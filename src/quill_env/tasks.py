@@ -188,6 +188,27 @@ class Suite:
         return [t for t in self.tasks if t.split == split]
 
     @functools.cached_property
+    def engine_marks(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Per engine and task: whether the original runs there and what its reference earns
+        (``engines.json``, written by ``scripts/engine_marks.py``; empty when absent).
+        """
+        path = self.path / "engines.json" if self.path is not None else None
+        if path is None or not path.exists():
+            return {}
+        try:
+            return dict(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError) as err:
+            raise SuiteError(f"cannot read {path}: {err}") from None
+
+    def engine_mark(self, task_id: str, engine: str) -> dict[str, Any]:
+        """The mark of one task on ``engine`` (empty when the task was not marked there)."""
+        return dict(self.engine_marks.get(engine, {}).get(task_id, {}))
+
+    def runs_on(self, task: Task, engine: str) -> bool:
+        """Whether the task's original runs on ``engine`` (unmarked tasks are assumed to)."""
+        return self.engine_mark(task.id, engine).get("original") != "fails"
+
+    @functools.cached_property
     def data_hash(self) -> str:
         """Hash of everything that determines the generated data."""
         return spec_hash(DATA_FORMAT, self.ddl, self.generator, self.seed)
@@ -276,6 +297,7 @@ def select_tasks(
     split: str | None = "all",
     task_ids: Sequence[str] | None = None,
     limit: int | None = None,
+    engine: str | None = None,
 ) -> list[tuple[Suite, Task]]:
     """The ``(suite, task)`` pairs of a split: what the env, the leaderboard and the trainers run.
 
@@ -284,12 +306,14 @@ def select_tasks(
         split: ``train``, ``test`` or ``all``.
         task_ids: only these tasks, in this order (each once).
         limit: only the first ``limit`` of them.
+        engine: leave out the tasks whose original does not run on this engine
+            (:meth:`Suite.runs_on`).
 
     Raises:
         UnknownNameError: a task id is not in the suites' split.
         ConfigError: no task is left.
     """
-    pairs = [(s, t) for s in suites for t in s.split(split)]
+    pairs = [(s, t) for s in suites for t in s.split(split) if engine is None or s.runs_on(t, engine)]
     if task_ids:
         by_id = {t.id: (s, t) for s, t in pairs}
         for tid in task_ids:

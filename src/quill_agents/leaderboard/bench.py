@@ -243,7 +243,8 @@ def run_bench(
         raise ConfigError(f"agent names must be unique, got {labels}")
     start = time.perf_counter()
     suites = resolve_suites(config.suites)
-    tasks = [t for _, t in select_tasks(suites, config.split, config.task_ids, config.limit)]
+    pairs = select_tasks(suites, config.split, config.task_ids, config.limit, engine=config.engine)
+    tasks = [t for _, t in pairs]
     used = [s for s in suites if any(t.suite == s.name for t in tasks)]
     _prepare(used, config.scale, config.engine)
     known = [t.id for s in suites for t in s.tasks]
