@@ -189,8 +189,9 @@ class Suite:
 
     @functools.cached_property
     def engine_marks(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """Per engine and task: whether the original runs there and what its reference earns
-        (``engines.json``, written by ``scripts/engine_marks.py``; empty when absent).
+        """Per engine and task: whether the original runs there and what its reference earns.
+
+        Read from ``engines.json`` (written by ``scripts/engine_marks.py``; empty when absent).
         """
         path = self.path / "engines.json" if self.path is not None else None
         if path is None or not path.exists():
