@@ -481,6 +481,10 @@ class Server:
         if pool is not None:
             return pool
         name = self.create("scratch")
+        from quill_env.backends.postgres import lock_functions
+
+        with self.connect(name) as conn:
+            lock_functions(conn, self)
         pool = Pool(self, name)
         with self._lock:
             if self._scratch is None:
