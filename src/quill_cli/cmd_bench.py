@@ -39,6 +39,8 @@ from quill_cli.console import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     add_ray_argument,
+    add_server_argument,
+    apply_server_argument,
     enum_arg,
     print_error,
     progress_bar,
@@ -144,6 +146,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
         if not Path(sub).is_file():
             print_error(f"no such submission file: {sub}")
             return EXIT_USAGE
+    apply_server_argument(args)
     config = BenchConfig(
         agents=_agents(args, console),
         submissions=args.submission or [],
@@ -318,8 +321,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--engine",
         default=DEFAULT_ENGINE,
         choices=sorted(BACKENDS),
-        help="the backend the suites run on (duckdb needs the duckdb extra; tasks are ported to it)",
+        help="the backend the suites run on (duckdb and postgres need their extras; tasks are ported "
+        "to it; postgres runs on --url's server)",
     )
+    add_server_argument(bench)
     bench.add_argument(
         "--workers", type=int, default=_workers_default(), help="worker processes (0: in-process)"
     )

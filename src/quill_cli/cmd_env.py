@@ -16,12 +16,21 @@ from rich.markup import escape
 from rich.table import Table
 
 from quill_agents.verl_data import verl_rows, write_parquet
-from quill_cli.console import EXIT_NEGATIVE, EXIT_OK, enum_arg, format_cost, progress_bar, sql_arg
+from quill_cli.console import (
+    EXIT_NEGATIVE,
+    EXIT_OK,
+    add_server_argument,
+    apply_server_argument,
+    enum_arg,
+    format_cost,
+    progress_bar,
+    sql_arg,
+)
 from quill_env.backends import BACKENDS, DEFAULT_ENGINE
 from quill_env.errors import ConfigError, UnknownNameError
 from quill_env.evaluator import evaluate
 from quill_env.measure import CostMode
-from quill_env.tasks import SCALES, get_suite, list_suites
+from quill_env.tasks import SCALES, VARIANT_SCALE, get_suite, list_suites
 
 EVALUATE_EPILOG = """exit codes:
   0  the candidate is correct (verdict improved, no_gain or unchanged); with several, every one
@@ -212,7 +221,9 @@ def cmd_tasks(args: argparse.Namespace, console: Console) -> int:
             _export_verl(args, suites, console)
             return EXIT_OK
         if args.engine != DEFAULT_ENGINE:
-            raise ConfigError("--engine is for --format verl (the JSONL rows name the SQLite database)")
+            raise ConfigError(
+                "--engine is for build and --format verl (the JSONL rows name the SQLite database)"
+            )
         if not args.out:
             raise ConfigError("quill tasks export needs --out FILE.jsonl")
         split = args.split or "all"
@@ -232,13 +243,14 @@ def cmd_tasks(args: argparse.Namespace, console: Console) -> int:
                 progress.advance(job)
         console.print(f"wrote {count} tasks to {args.out}", highlight=False, markup=False)
     elif args.action == "build":
+        apply_server_argument(args)
         with progress_bar(console) as progress:
             scales = [args.scale] if args.scale else None
-            jobs = [(s, sc) for s in suites for sc in (scales or s.scales)]
+            jobs = [(s, sc) for s in suites for sc in (*(scales or s.scales), VARIANT_SCALE)]
             job = progress.add_task("building databases", total=len(jobs))
             for suite, scale in jobs:
                 start = time.perf_counter()
-                path = suite.database(scale, rebuild=args.rebuild)
+                path = suite.database(scale, rebuild=args.rebuild, engine=args.engine)
                 console.print(
                     f"{suite.name}/{scale}: {path} ({time.perf_counter() - start:.2f}s)",
                     highlight=False,
@@ -303,8 +315,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="export: task JSONL, or verl RL rows (parquet; the prompts, and the task id for the reward)",
     )
     tasks.add_argument(
-        "--engine", default=DEFAULT_ENGINE, choices=sorted(BACKENDS), help="export --format verl: the backend"
+        "--engine",
+        default=DEFAULT_ENGINE,
+        choices=sorted(BACKENDS),
+        help="build: the engine to build for (postgres: on the --url server); export --format verl: its backend",
     )
+    add_server_argument(tasks)
     tasks.add_argument("--out", default=None, help="output file (for export): FILE.jsonl, or FILE.parquet")
     tasks.add_argument("--json", action="store_true", help="list: print the tasks as a JSON array")
     tasks.set_defaults(func=cmd_tasks)

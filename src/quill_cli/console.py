@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import enum
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -136,6 +137,24 @@ def enum_arg(kind: type[E]) -> Callable[[str], E]:
 
     parse.__name__ = kind.__name__
     return parse
+
+
+def add_server_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--url URL``: the PostgreSQL server that ``--engine postgres`` builds and scores on."""
+    parser.add_argument(
+        "--url",
+        default=None,
+        metavar="URL",
+        help="with --engine postgres: the server where Quill builds the suites and its working copies, "
+        "e.g. postgresql://user@host:5432/postgres (default: $QUILL_POSTGRES_URL; credentials may come "
+        "from PG* variables or a service file instead of the URL)",
+    )
+
+
+def apply_server_argument(args: argparse.Namespace) -> None:
+    """Make ``--url`` the server of this run (``QUILL_POSTGRES_URL``, read by the PostgreSQL backend)."""
+    if getattr(args, "url", None):
+        os.environ["QUILL_POSTGRES_URL"] = args.url
 
 
 def add_ray_argument(parser: argparse.ArgumentParser) -> None:
