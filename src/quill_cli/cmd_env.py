@@ -318,7 +318,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--engine",
         default=DEFAULT_ENGINE,
         choices=sorted(BACKENDS),
-        help="build: the engine to build for (postgres: on the --url server); export --format verl: its backend",
+        help="build: the engine (postgres: on the --url server); export --format verl: its backend",
     )
     add_server_argument(tasks)
     tasks.add_argument("--out", default=None, help="output file (for export): FILE.jsonl, or FILE.parquet")
