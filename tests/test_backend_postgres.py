@@ -275,3 +275,41 @@ def test_bad_urls_are_clear_errors():
 
     with pytest.raises(DatabaseError, match="cannot connect"):
         quill_env.evaluate("postgresql://nobody@127.0.0.1:1/nowhere", "SELECT 1", "SELECT 1")
+
+
+def test_the_advisor_plans_with_hypothetical_indexes(user_db):
+    """With HypoPG the plan names the index that would be used, and nothing is built or left."""
+    from quill_env.backends.base import IndexSpec
+
+    db = _backend(user_db)
+    try:
+        spec = [IndexSpec("orders", (("user_id", False),)), IndexSpec("users", (("email", False),))]
+        query = "SELECT id FROM orders WHERE user_id = 7"
+        if not db.hypothetical_indexes:
+            pytest.skip("HypoPG is not installed on this server (apt-get install postgresql-NN-hypopg)")
+        plan = db.plan_with_indexes(query, spec)
+        assert "quill_scratch_0" in plan and "quill_scratch_1" not in plan, plan
+        assert db.query("SELECT count(*) FROM pg_extension WHERE extname = 'hypopg'") == [(0,)]
+        db._server.facts["hypopg"] = False  # the fallback builds them for real, in a rolled-back state
+        try:
+            assert "quill_scratch_0" in db.plan_with_indexes(query, spec)
+        finally:
+            db._server.facts["hypopg"] = True
+        assert not [i for i in db.tables()["orders"].indexes if i.name.startswith("quill_scratch")]
+    finally:
+        db.close()
+
+
+def test_the_heuristic_agent_optimizes_a_postgres_database(user_db):
+    from quill_agents.heuristic import HeuristicAgent
+
+    import quill_env
+
+    import gymnasium as gym
+
+    env = gym.make("Quill-v1", database=user_db, queries=[SLOW])
+    obs, _ = env.reset(seed=0)
+    env.close()
+    action = HeuristicAgent(database=user_db).act(obs)
+    result = quill_env.evaluate(user_db, SLOW, action)
+    assert result.verdict.value == "improved", (action, result.verdict, result.error)

@@ -174,8 +174,7 @@ class HeuristicAgent(BaseAgent):
             return []
         specs = [IndexSpec(c.table, tuple((col, False) for col in c.columns)) for c in indexes]
         try:
-            with self.backend.scratch_indexes(specs):
-                plan = self.backend.explain(query)
+            plan = self.backend.plan_with_indexes(query, specs)
         except IndexBuildError:
             return []
         return [c for i, c in enumerate(indexes) if re.search(rf"\bquill_scratch_{i}\b", plan)]

@@ -440,6 +440,18 @@ class Backend(abc.ABC):
             IndexBuildError: the build failed or ran past ``budget`` (work, seconds, heap).
         """
 
+    def plan_with_indexes(self, sql: str, indexes: Sequence[IndexSpec]) -> str:
+        """The engine's plan of ``sql`` as if ``indexes`` existed, index ``i`` named ``quill_scratch_<i>``.
+
+        What an index advisor asks. The default builds them in a scratch state (an engine with
+        hypothetical indexes, PostgreSQL with HypoPG, only pretends).
+
+        Raises:
+            IndexBuildError: the indexes cannot be built.
+        """
+        with self.scratch_indexes(indexes):
+            return self.explain(sql)
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the connection."""
 

@@ -333,6 +333,10 @@ class Server:
             keep = sorted(_KEEP_OIDS)
             text_oids = [r[0] for r in conn.execute("SELECT oid FROM pg_type WHERE oid <> ALL(%s)", (keep,))]
             reader = self._ensure_reader(conn)
+            hypopg = bool(
+                superuser
+                and conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'hypopg'").fetchone()
+            )
             full = conn.execute("SELECT version()").fetchone()[0]
         return {
             "version_num": int(version),
@@ -342,6 +346,7 @@ class Server:
             "auto_explain": auto_explain,
             "text_oids": text_oids,
             "reader": reader,
+            "hypopg": hypopg,
         }
 
     @staticmethod

@@ -698,6 +698,50 @@ class PostgresBackend(Backend):
                         raise IndexBuildError("building the indexes exceeded the budget") from None
                     raise IndexBuildError(_first_line(err)) from None
 
+    def plan_with_indexes(self, sql: str, indexes: Sequence[IndexSpec]) -> str:
+        """The plan of ``sql`` with ``indexes`` as HypoPG's hypothetical indexes, where it is installed.
+
+        HypoPG (Debian's ``postgresql-NN-hypopg``) is created in a transaction that is rolled
+        back, so nothing of it stays; without it, or without the superuser right to create it,
+        the indexes are built in a scratch state instead (see :meth:`Backend.plan_with_indexes`).
+
+        Raises:
+            IndexBuildError: the indexes cannot be built (the fallback only).
+        """
+        if not indexes or not self._server.facts["hypopg"] or self._held is not None:
+            return super().plan_with_indexes(sql, indexes)
+        gate = pg_gate.check(sql, self._gate_catalog())
+        if gate.status is not None:
+            return f"(no plan: {gate.error})"
+        with self._lock, self._connection() as conn:
+            pg = conn.pg
+            try:
+                with pg.transaction():
+                    pg.execute("CREATE EXTENSION IF NOT EXISTS hypopg")
+                    names = []
+                    try:  # hypothetical indexes live in the session, not the transaction: reset them
+                        for i, spec in enumerate(indexes):
+                            ddl_text = spec.to_sql(f"quill_scratch_{i}", "postgres")
+                            made = pg.execute("SELECT indexname FROM hypopg_create_index(%s)", (ddl_text,))
+                            names.append(str(made.fetchone()[0]))
+                        explain = "EXPLAIN " + self._on_schema(sql).strip().rstrip(";")
+                        lines = [r[0] for r in pg.execute(explain)]
+                    finally:
+                        pg.execute("SELECT hypopg_reset()")
+                    raise _Rollback(lines)
+            except _Rollback as done:
+                text = "\n".join(done.lines)
+                for i, name in sorted(enumerate(names), key=lambda p: -len(p[1])):
+                    text = text.replace(name, f"quill_scratch_{i}")
+                return text
+            except psycopg.Error as err:
+                raise IndexBuildError(_first_line(err)) from None
+
+    @property
+    def hypothetical_indexes(self) -> bool:
+        """Whether :meth:`plan_with_indexes` uses HypoPG here (installed, and the role may create it)."""
+        return bool(self._server.facts["hypopg"])
+
     # --- lifetime --------------------------------------------------------------------------
 
     def close(self) -> None:
