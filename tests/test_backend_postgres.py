@@ -301,11 +301,10 @@ def test_the_advisor_plans_with_hypothetical_indexes(user_db):
 
 
 def test_the_heuristic_agent_optimizes_a_postgres_database(user_db):
-    from quill_agents.heuristic import HeuristicAgent
+    import gymnasium as gym
 
     import quill_env
-
-    import gymnasium as gym
+    from quill_agents.heuristic import HeuristicAgent
 
     env = gym.make("Quill-v1", database=user_db, queries=[SLOW])
     obs, _ = env.reset(seed=0)
