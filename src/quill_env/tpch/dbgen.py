@@ -69,8 +69,12 @@ def connect() -> Any:
     return con
 
 
-def _export_select(table: str, columns: list[tuple[str, str]]) -> str:
-    """DuckDB SELECT of ``table`` with SQLite's types: DECIMAL as DOUBLE, DATE as ISO text."""
+def export_select(table: str, columns: list[tuple[str, str]]) -> str:
+    """DuckDB SELECT of ``table`` with SQLite's types: DECIMAL as DOUBLE, DATE as ISO text.
+
+    >>> export_select("orders", [("o_orderkey", "BIGINT"), ("o_totalprice", "DECIMAL(15,2)")])
+    'SELECT o_orderkey, CAST(o_totalprice AS DOUBLE) AS o_totalprice FROM orders'
+    """
     items: list[exp.Expression] = []
     for name, kind in columns:
         col: exp.Expression = exp.column(name)
@@ -108,7 +112,7 @@ def generate(scale_factor: float, tables: list[str]) -> dict[str, dict[str, list
             ).fetchall()
             if not columns:
                 raise SuiteError(f"dbgen writes no table {table!r}; TPC-H has {_tpch_tables(con)}")
-            arrays = con.execute(_export_select(table, columns)).fetchnumpy()
+            arrays = con.execute(export_select(table, columns)).fetchnumpy()
             out[table] = {name: arrays[name].tolist() for name, _ in columns}
         return out
     finally:
