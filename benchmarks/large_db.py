@@ -45,7 +45,7 @@ import sqlglot
 from sqlglot import exp
 
 from quill_env import MissingExtraError, get_suite
-from quill_env.tpch import dbgen, qgen, rewrites
+from quill_env.tpch import dbgen, qgen, references
 
 OUT = Path(__file__).resolve().parent / "results" / "large_db.json"
 TARGET_MB = 2048.0
@@ -98,19 +98,19 @@ CHEAPER: dict[int, tuple[str, str]] = {
     17: (
         "SQLite re-scans lineitem (no index on l_partkey) for each qualifying part in the correlated "
         "subquery; the per-part average is computed once in a derived table instead (same result)",
-        _validation(rewrites.Q17_DECORRELATED, 17),
+        _validation(references.Q17_DECORRELATED, 17),
     ),
     20: (
         "SQLite re-scans lineitem for each partsupp row of a 'forest' part in the correlated "
         "subquery; the 1994 quantities per (part, supplier) are aggregated once instead (same "
         "result: a pair with no 1994 line has a NULL sum, which the comparison drops either way)",
-        _validation(rewrites.Q20_DECORRELATED, 20),
+        _validation(references.Q20_DECORRELATED, 20),
     ),
     22: (
         "SQLite scans orders (no index on o_custkey) for each candidate customer in the correlated "
         "NOT EXISTS; NOT IN over the uncorrelated subquery is computed once (same result: "
         "o_custkey is NOT NULL)",
-        _validation(rewrites.Q22_NOT_IN, 22),
+        _validation(references.Q22_NOT_IN, 22),
     ),
 }
 """Cheaper but honest variants of templates too slow for SQLite at SF 1: (reason, query).

@@ -13,7 +13,7 @@ from quill_env import MissingExtraError, SuiteError, get_suite, list_suites
 from quill_env.canonical import fingerprint
 from quill_env.tasks import Suite
 from quill_env.tpch import dbgen, qgen
-from quill_env.tpch.rewrites import REWRITES
+from quill_env.tpch.references import REWRITES
 from quill_env.tpch.templates import TEMPLATES
 
 HAVE_TPCH = importlib.util.find_spec("duckdb_extension_tpch") is not None

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from quill_env.errors import SuiteError
+from quill_env.tpch import dbgen
 
 WORDS = [
     "alpha",
@@ -206,9 +207,7 @@ def generate_tables(generator: Mapping[str, Any], scale: str, seed: int) -> dict
     """
     kind = generator.get("kind")
     if kind == "tpch":
-        from quill_env.tpch.dbgen import generate_tables as tpch_tables
-
-        return tpch_tables(generator, scale)
+        return dbgen.generate_tables(generator, scale)
     if kind is not None:
         raise SuiteError(f"unknown generator kind {kind!r}; known: 'tpch' (or none: Quill's column kinds)")
     out: dict[str, dict[str, list]] = {}
@@ -231,10 +230,7 @@ def generator_version(generator: Mapping[str, Any]) -> str | None:
     True
     """
     if generator.get("kind") == "tpch":
-        from quill_env.tpch.dbgen import PACKAGE
-        from quill_env.tpch.dbgen import generator_version as tpch_version
-
-        return tpch_version() or f"{PACKAGE} not installed"
+        return dbgen.generator_version() or f"{dbgen.PACKAGE} not installed"
     return None
 
 

@@ -30,6 +30,7 @@ from sqlglot import exp
 from sqlglot.tokens import TokenType
 
 from quill_env.dialect import SUITE_DIALECT
+from quill_env.tpch.templates import TEMPLATES
 
 # --- the lists qgen draws from (TPC-H dists.dss) ---------------------------------------------
 
@@ -431,16 +432,12 @@ def params_for(template: int, index: int, seed: int) -> Params:
 
 def instance(template: int, index: int, seed: int) -> Instance:
     """Instance ``index`` of ``template`` under ``seed`` (deterministic)."""
-    from quill_env.tpch.templates import TEMPLATES
-
     params = params_for(template, index, seed)
     return Instance(template, index, params, render(TEMPLATES[template], bindings(template, params)))
 
 
 def validation_query(template: int) -> str:
     """The template with the specification's validation parameters (TPC-H's qualification query)."""
-    from quill_env.tpch.templates import TEMPLATES
-
     return render(TEMPLATES[template], bindings(template, VALIDATION[template]))
 
 

@@ -6,7 +6,7 @@ reason to drop it:
 1. the environment runs the original on the validation tier's main database, every variant and
    twin (``TaskRunner.baseline``); it must finish and return at least one row with a non-NULL
    value on the main database;
-2. every candidate of :data:`~quill_env.tpch.rewrites.REWRITES` for the template is evaluated by
+2. every candidate of :data:`~quill_env.tpch.references.REWRITES` for the template is evaluated by
    the environment; the best one that verifies (verdict ``improved``) and reaches the acceptance
    tier becomes the reference, with its measured speedup; when none does, the task ships with
    ``reference: None`` and a note saying what was tried and what each got.
@@ -25,7 +25,7 @@ from quill_env.evaluator import EvalOptions, TaskRunner
 from quill_env.reward import RewardConfig, Verdict
 from quill_env.tasks import Suite, Task
 from quill_env.tpch import qgen
-from quill_env.tpch.rewrites import REWRITES
+from quill_env.tpch.references import REWRITES
 
 
 @dataclass(frozen=True)
