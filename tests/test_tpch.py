@@ -3,6 +3,7 @@
 import datetime as dt
 import importlib.util
 import json
+import subprocess
 import sys
 
 import apsw
@@ -103,7 +104,16 @@ def test_every_rewrite_renders_with_its_templates_parameters():
 def test_benchmark_suites_are_listed_only_on_request():
     assert "tpch" not in list_suites() and "tpch" in list_suites(benchmarks=True)
     assert "Quill-tpch-v1" in quill_env.registration.REGISTERED
-    assert "duckdb" not in sys.modules or "duckdb_extension_tpch" not in sys.modules or HAVE_TPCH
+
+
+def test_the_suite_and_its_hash_import_no_database_driver():
+    code = (
+        "import sys, quill_env; s = quill_env.get_suite('tpch'); s.data_hash; s.scales; "
+        "from quill_env.tpch import qgen, references, workload; qgen.instance(2, 0, 1); "
+        "print(sorted(m for m in sys.modules if m.startswith('duckdb')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_missing_generator_names_the_extra(monkeypatch):
