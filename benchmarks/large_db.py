@@ -44,368 +44,73 @@ import apsw
 import sqlglot
 from sqlglot import exp
 
+from quill_env import MissingExtraError, get_suite
+from quill_env.tpch import dbgen, qgen, references
+
 OUT = Path(__file__).resolve().parent / "results" / "large_db.json"
 TARGET_MB = 2048.0
 """The target: RSS beyond the page cache (``RssAnon``), in MiB."""
 
-SCHEMA = [
-    """CREATE TABLE region (
-  r_regionkey INTEGER PRIMARY KEY, r_name TEXT NOT NULL, r_comment TEXT)""",
-    """CREATE TABLE nation (
-  n_nationkey INTEGER PRIMARY KEY, n_name TEXT NOT NULL,
-  n_regionkey INTEGER NOT NULL REFERENCES region (r_regionkey), n_comment TEXT)""",
-    """CREATE TABLE part (
-  p_partkey INTEGER PRIMARY KEY, p_name TEXT NOT NULL, p_mfgr TEXT NOT NULL, p_brand TEXT NOT NULL,
-  p_type TEXT NOT NULL, p_size INTEGER NOT NULL, p_container TEXT NOT NULL,
-  p_retailprice REAL NOT NULL, p_comment TEXT NOT NULL)""",
-    """CREATE TABLE supplier (
-  s_suppkey INTEGER PRIMARY KEY, s_name TEXT NOT NULL, s_address TEXT NOT NULL,
-  s_nationkey INTEGER NOT NULL REFERENCES nation (n_nationkey), s_phone TEXT NOT NULL,
-  s_acctbal REAL NOT NULL, s_comment TEXT NOT NULL)""",
-    """CREATE TABLE partsupp (
-  ps_partkey INTEGER NOT NULL REFERENCES part (p_partkey),
-  ps_suppkey INTEGER NOT NULL REFERENCES supplier (s_suppkey),
-  ps_availqty INTEGER NOT NULL, ps_supplycost REAL NOT NULL, ps_comment TEXT NOT NULL,
-  PRIMARY KEY (ps_partkey, ps_suppkey))""",
-    """CREATE TABLE customer (
-  c_custkey INTEGER PRIMARY KEY, c_name TEXT NOT NULL, c_address TEXT NOT NULL,
-  c_nationkey INTEGER NOT NULL REFERENCES nation (n_nationkey), c_phone TEXT NOT NULL,
-  c_acctbal REAL NOT NULL, c_mktsegment TEXT NOT NULL, c_comment TEXT NOT NULL)""",
-    """CREATE TABLE orders (
-  o_orderkey INTEGER PRIMARY KEY, o_custkey INTEGER NOT NULL REFERENCES customer (c_custkey),
-  o_orderstatus TEXT NOT NULL, o_totalprice REAL NOT NULL, o_orderdate TEXT NOT NULL,
-  o_orderpriority TEXT NOT NULL, o_clerk TEXT NOT NULL, o_shippriority INTEGER NOT NULL,
-  o_comment TEXT NOT NULL)""",
-    """CREATE TABLE lineitem (
-  l_orderkey INTEGER NOT NULL REFERENCES orders (o_orderkey),
-  l_partkey INTEGER NOT NULL REFERENCES part (p_partkey),
-  l_suppkey INTEGER NOT NULL REFERENCES supplier (s_suppkey),
-  l_linenumber INTEGER NOT NULL, l_quantity REAL NOT NULL, l_extendedprice REAL NOT NULL,
-  l_discount REAL NOT NULL, l_tax REAL NOT NULL, l_returnflag TEXT NOT NULL,
-  l_linestatus TEXT NOT NULL, l_shipdate TEXT NOT NULL, l_commitdate TEXT NOT NULL,
-  l_receiptdate TEXT NOT NULL, l_shipinstruct TEXT NOT NULL, l_shipmode TEXT NOT NULL,
-  l_comment TEXT NOT NULL,
-  PRIMARY KEY (l_orderkey, l_linenumber),
-  FOREIGN KEY (l_partkey, l_suppkey) REFERENCES partsupp (ps_partkey, ps_suppkey))""",
-]
-"""The TPC-H schema with its keys (DECIMAL as REAL, DATE as ISO-8601 TEXT: SQLite's own types)."""
+SUITE = get_suite("tpch")
+SCHEMA = SUITE.ddl
+"""The TPC-H schema with its keys, as the ``tpch`` suite declares it (DOUBLE for DECIMAL, ISO text dates)."""
 
-TABLES = ["region", "nation", "part", "supplier", "partsupp", "customer", "orders", "lineitem"]
+TABLES = list(SUITE.generator["tables"])
 """Load order: every table after the tables it references."""
 
-# The 22 TPC-H queries in SQLite, with the standard validation parameters (those of the spec's
-# qualification run and of DuckDB's tpch_queries()); date arithmetic is done on the parameters,
-# as a query generator substitutes them. Each entry: query, and a useful index for candidate (b).
-QUERIES: dict[int, tuple[str, str]] = {
-    1: (
-        """SELECT l_returnflag, l_linestatus, sum(l_quantity) AS sum_qty,
-  sum(l_extendedprice) AS sum_base_price, sum(l_extendedprice * (1 - l_discount)) AS sum_disc_price,
-  sum(l_extendedprice * (1 - l_discount) * (1 + l_tax)) AS sum_charge, avg(l_quantity) AS avg_qty,
-  avg(l_extendedprice) AS avg_price, avg(l_discount) AS avg_disc, count(*) AS count_order
-FROM lineitem
-WHERE l_shipdate <= '1998-09-02'
-GROUP BY l_returnflag, l_linestatus
-ORDER BY l_returnflag, l_linestatus""",
-        "CREATE INDEX li_q1 ON lineitem (l_returnflag, l_linestatus, l_shipdate, l_quantity, "
-        "l_extendedprice, l_discount, l_tax)",
-    ),
-    2: (
-        """SELECT s_acctbal, s_name, n_name, p_partkey, p_mfgr, s_address, s_phone, s_comment
-FROM part, supplier, partsupp, nation, region
-WHERE p_partkey = ps_partkey AND s_suppkey = ps_suppkey AND p_size = 15 AND p_type LIKE '%BRASS'
-  AND s_nationkey = n_nationkey AND n_regionkey = r_regionkey AND r_name = 'EUROPE'
-  AND ps_supplycost = (
-    SELECT min(ps_supplycost) FROM partsupp, supplier, nation, region
-    WHERE p_partkey = ps_partkey AND s_suppkey = ps_suppkey AND s_nationkey = n_nationkey
-      AND n_regionkey = r_regionkey AND r_name = 'EUROPE')
-ORDER BY s_acctbal DESC, n_name, s_name, p_partkey
-LIMIT 100""",
-        "CREATE INDEX part_q2 ON part (p_size)",
-    ),
-    3: (
-        """SELECT l_orderkey, sum(l_extendedprice * (1 - l_discount)) AS revenue, o_orderdate,
-  o_shippriority
-FROM customer, orders, lineitem
-WHERE c_mktsegment = 'BUILDING' AND c_custkey = o_custkey AND l_orderkey = o_orderkey
-  AND o_orderdate < '1995-03-15' AND l_shipdate > '1995-03-15'
-GROUP BY l_orderkey, o_orderdate, o_shippriority
-ORDER BY revenue DESC, o_orderdate
-LIMIT 10""",
-        "CREATE INDEX orders_q3 ON orders (o_custkey, o_orderdate)",
-    ),
-    4: (
-        """SELECT o_orderpriority, count(*) AS order_count
-FROM orders
-WHERE o_orderdate >= '1993-07-01' AND o_orderdate < '1993-10-01'
-  AND EXISTS (SELECT * FROM lineitem WHERE l_orderkey = o_orderkey AND l_commitdate < l_receiptdate)
-GROUP BY o_orderpriority
-ORDER BY o_orderpriority""",
-        "CREATE INDEX orders_q4 ON orders (o_orderdate)",
-    ),
-    5: (
-        """SELECT n_name, sum(l_extendedprice * (1 - l_discount)) AS revenue
-FROM customer, orders, lineitem, supplier, nation, region
-WHERE c_custkey = o_custkey AND l_orderkey = o_orderkey AND l_suppkey = s_suppkey
-  AND c_nationkey = s_nationkey AND s_nationkey = n_nationkey AND n_regionkey = r_regionkey
-  AND r_name = 'ASIA' AND o_orderdate >= '1994-01-01' AND o_orderdate < '1995-01-01'
-GROUP BY n_name
-ORDER BY revenue DESC""",
-        "CREATE INDEX orders_q5 ON orders (o_orderdate)",
-    ),
-    6: (
-        """SELECT sum(l_extendedprice * l_discount) AS revenue
-FROM lineitem
-WHERE l_shipdate >= '1994-01-01' AND l_shipdate < '1995-01-01'
-  AND l_discount BETWEEN 0.05 AND 0.07 AND l_quantity < 24""",
-        "CREATE INDEX li_q6 ON lineitem (l_shipdate, l_discount, l_quantity, l_extendedprice)",
-    ),
-    7: (
-        """SELECT supp_nation, cust_nation, l_year, sum(volume) AS revenue
-FROM (
-  SELECT n1.n_name AS supp_nation, n2.n_name AS cust_nation,
-    CAST(strftime('%Y', l_shipdate) AS INTEGER) AS l_year,
-    l_extendedprice * (1 - l_discount) AS volume
-  FROM supplier, lineitem, orders, customer, nation n1, nation n2
-  WHERE s_suppkey = l_suppkey AND o_orderkey = l_orderkey AND c_custkey = o_custkey
-    AND s_nationkey = n1.n_nationkey AND c_nationkey = n2.n_nationkey
-    AND ((n1.n_name = 'FRANCE' AND n2.n_name = 'GERMANY')
-      OR (n1.n_name = 'GERMANY' AND n2.n_name = 'FRANCE'))
-    AND l_shipdate BETWEEN '1995-01-01' AND '1996-12-31') AS shipping
-GROUP BY supp_nation, cust_nation, l_year
-ORDER BY supp_nation, cust_nation, l_year""",
-        "CREATE INDEX li_q7 ON lineitem (l_suppkey, l_shipdate)",
-    ),
-    8: (
-        """SELECT o_year, sum(CASE WHEN nation = 'BRAZIL' THEN volume ELSE 0 END) / sum(volume) AS mkt_share
-FROM (
-  SELECT CAST(strftime('%Y', o_orderdate) AS INTEGER) AS o_year,
-    l_extendedprice * (1 - l_discount) AS volume, n2.n_name AS nation
-  FROM part, supplier, lineitem, orders, customer, nation n1, nation n2, region
-  WHERE p_partkey = l_partkey AND s_suppkey = l_suppkey AND l_orderkey = o_orderkey
-    AND o_custkey = c_custkey AND c_nationkey = n1.n_nationkey AND n1.n_regionkey = r_regionkey
-    AND r_name = 'AMERICA' AND s_nationkey = n2.n_nationkey
-    AND o_orderdate BETWEEN '1995-01-01' AND '1996-12-31'
-    AND p_type = 'ECONOMY ANODIZED STEEL') AS all_nations
-GROUP BY o_year
-ORDER BY o_year""",
-        "CREATE INDEX li_q8 ON lineitem (l_partkey)",
-    ),
-    9: (
-        """SELECT nation, o_year, sum(amount) AS sum_profit
-FROM (
-  SELECT n_name AS nation, CAST(strftime('%Y', o_orderdate) AS INTEGER) AS o_year,
-    l_extendedprice * (1 - l_discount) - ps_supplycost * l_quantity AS amount
-  FROM part, supplier, lineitem, partsupp, orders, nation
-  WHERE s_suppkey = l_suppkey AND ps_suppkey = l_suppkey AND ps_partkey = l_partkey
-    AND p_partkey = l_partkey AND o_orderkey = l_orderkey AND s_nationkey = n_nationkey
-    AND p_name LIKE '%green%') AS profit
-GROUP BY nation, o_year
-ORDER BY nation, o_year DESC""",
-        "CREATE INDEX li_q9 ON lineitem (l_partkey, l_suppkey)",
-    ),
-    10: (
-        """SELECT c_custkey, c_name, sum(l_extendedprice * (1 - l_discount)) AS revenue, c_acctbal,
-  n_name, c_address, c_phone, c_comment
-FROM customer, orders, lineitem, nation
-WHERE c_custkey = o_custkey AND l_orderkey = o_orderkey AND o_orderdate >= '1993-10-01'
-  AND o_orderdate < '1994-01-01' AND l_returnflag = 'R' AND c_nationkey = n_nationkey
-GROUP BY c_custkey, c_name, c_acctbal, c_phone, n_name, c_address, c_comment
-ORDER BY revenue DESC
-LIMIT 20""",
-        "CREATE INDEX orders_q10 ON orders (o_orderdate)",
-    ),
-    11: (
-        """SELECT ps_partkey, sum(ps_supplycost * ps_availqty) AS value
-FROM partsupp, supplier, nation
-WHERE ps_suppkey = s_suppkey AND s_nationkey = n_nationkey AND n_name = 'GERMANY'
-GROUP BY ps_partkey
-HAVING sum(ps_supplycost * ps_availqty) > (
-  SELECT sum(ps_supplycost * ps_availqty) * 0.0001000000
-  FROM partsupp, supplier, nation
-  WHERE ps_suppkey = s_suppkey AND s_nationkey = n_nationkey AND n_name = 'GERMANY')
-ORDER BY value DESC""",
-        "CREATE INDEX ps_q11 ON partsupp (ps_suppkey)",
-    ),
-    12: (
-        """SELECT l_shipmode,
-  sum(CASE WHEN o_orderpriority = '1-URGENT' OR o_orderpriority = '2-HIGH' THEN 1 ELSE 0 END)
-    AS high_line_count,
-  sum(CASE WHEN o_orderpriority <> '1-URGENT' AND o_orderpriority <> '2-HIGH' THEN 1 ELSE 0 END)
-    AS low_line_count
-FROM orders, lineitem
-WHERE o_orderkey = l_orderkey AND l_shipmode IN ('MAIL', 'SHIP') AND l_commitdate < l_receiptdate
-  AND l_shipdate < l_commitdate AND l_receiptdate >= '1994-01-01' AND l_receiptdate < '1995-01-01'
-GROUP BY l_shipmode
-ORDER BY l_shipmode""",
-        "CREATE INDEX li_q12 ON lineitem (l_receiptdate)",
-    ),
-    13: (
-        """SELECT c_count, count(*) AS custdist
-FROM (
-  SELECT c_custkey, count(o_orderkey) AS c_count
-  FROM customer LEFT OUTER JOIN orders
-    ON c_custkey = o_custkey AND o_comment NOT LIKE '%special%requests%'
-  GROUP BY c_custkey) AS c_orders
-GROUP BY c_count
-ORDER BY custdist DESC, c_count DESC""",
-        "CREATE INDEX orders_q13 ON orders (o_custkey)",
-    ),
-    14: (
-        """SELECT 100.00 * sum(CASE WHEN p_type LIKE 'PROMO%' THEN l_extendedprice * (1 - l_discount)
-  ELSE 0 END) / sum(l_extendedprice * (1 - l_discount)) AS promo_revenue
-FROM lineitem, part
-WHERE l_partkey = p_partkey AND l_shipdate >= '1995-09-01' AND l_shipdate < '1995-10-01'""",
-        "CREATE INDEX li_q14 ON lineitem (l_shipdate)",
-    ),
-    15: (
-        """WITH revenue AS (
-  SELECT l_suppkey AS supplier_no, sum(l_extendedprice * (1 - l_discount)) AS total_revenue
-  FROM lineitem
-  WHERE l_shipdate >= '1996-01-01' AND l_shipdate < '1996-04-01'
-  GROUP BY l_suppkey)
-SELECT s_suppkey, s_name, s_address, s_phone, total_revenue
-FROM supplier, revenue
-WHERE s_suppkey = supplier_no AND total_revenue = (SELECT max(total_revenue) FROM revenue)
-ORDER BY s_suppkey""",
-        "CREATE INDEX li_q15 ON lineitem (l_shipdate)",
-    ),
-    16: (
-        """SELECT p_brand, p_type, p_size, count(DISTINCT ps_suppkey) AS supplier_cnt
-FROM partsupp, part
-WHERE p_partkey = ps_partkey AND p_brand <> 'Brand#45' AND p_type NOT LIKE 'MEDIUM POLISHED%'
-  AND p_size IN (49, 14, 23, 45, 19, 3, 36, 9)
-  AND ps_suppkey NOT IN (SELECT s_suppkey FROM supplier WHERE s_comment LIKE '%Customer%Complaints%')
-GROUP BY p_brand, p_type, p_size
-ORDER BY supplier_cnt DESC, p_brand, p_type, p_size""",
-        "CREATE INDEX part_q16 ON part (p_size)",
-    ),
-    17: (
-        """SELECT sum(l_extendedprice) / 7.0 AS avg_yearly
-FROM lineitem, part
-WHERE p_partkey = l_partkey AND p_brand = 'Brand#23' AND p_container = 'MED BOX'
-  AND l_quantity < (SELECT 0.2 * avg(l_quantity) FROM lineitem WHERE l_partkey = p_partkey)""",
-        "CREATE INDEX li_q17 ON lineitem (l_partkey, l_quantity)",
-    ),
-    18: (
-        """SELECT c_name, c_custkey, o_orderkey, o_orderdate, o_totalprice, sum(l_quantity)
-FROM customer, orders, lineitem
-WHERE o_orderkey IN (
-    SELECT l_orderkey FROM lineitem GROUP BY l_orderkey HAVING sum(l_quantity) > 300)
-  AND c_custkey = o_custkey AND o_orderkey = l_orderkey
-GROUP BY c_name, c_custkey, o_orderkey, o_orderdate, o_totalprice
-ORDER BY o_totalprice DESC, o_orderdate
-LIMIT 100""",
-        "CREATE INDEX li_q18 ON lineitem (l_orderkey, l_quantity)",
-    ),
-    19: (
-        """SELECT sum(l_extendedprice * (1 - l_discount)) AS revenue
-FROM lineitem, part
-WHERE (p_partkey = l_partkey AND p_brand = 'Brand#12'
-    AND p_container IN ('SM CASE', 'SM BOX', 'SM PACK', 'SM PKG')
-    AND l_quantity >= 1 AND l_quantity <= 1 + 10 AND p_size BETWEEN 1 AND 5
-    AND l_shipmode IN ('AIR', 'AIR REG') AND l_shipinstruct = 'DELIVER IN PERSON')
-  OR (p_partkey = l_partkey AND p_brand = 'Brand#23'
-    AND p_container IN ('MED BAG', 'MED BOX', 'MED PKG', 'MED PACK')
-    AND l_quantity >= 10 AND l_quantity <= 10 + 10 AND p_size BETWEEN 1 AND 10
-    AND l_shipmode IN ('AIR', 'AIR REG') AND l_shipinstruct = 'DELIVER IN PERSON')
-  OR (p_partkey = l_partkey AND p_brand = 'Brand#34'
-    AND p_container IN ('LG CASE', 'LG BOX', 'LG PACK', 'LG PKG')
-    AND l_quantity >= 20 AND l_quantity <= 20 + 10 AND p_size BETWEEN 1 AND 15
-    AND l_shipmode IN ('AIR', 'AIR REG') AND l_shipinstruct = 'DELIVER IN PERSON')""",
-        "CREATE INDEX li_q19 ON lineitem (l_partkey, l_shipinstruct, l_shipmode)",
-    ),
-    20: (
-        """SELECT s_name, s_address
-FROM supplier, nation
-WHERE s_suppkey IN (
-    SELECT ps_suppkey FROM partsupp
-    WHERE ps_partkey IN (SELECT p_partkey FROM part WHERE p_name LIKE 'forest%')
-      AND ps_availqty > (
-        SELECT 0.5 * sum(l_quantity) FROM lineitem
-        WHERE l_partkey = ps_partkey AND l_suppkey = ps_suppkey
-          AND l_shipdate >= '1994-01-01' AND l_shipdate < '1995-01-01'))
-  AND s_nationkey = n_nationkey AND n_name = 'CANADA'
-ORDER BY s_name""",
-        "CREATE INDEX li_q20 ON lineitem (l_partkey, l_suppkey, l_shipdate)",
-    ),
-    21: (
-        """SELECT s_name, count(*) AS numwait
-FROM supplier, lineitem l1, orders, nation
-WHERE s_suppkey = l1.l_suppkey AND o_orderkey = l1.l_orderkey AND o_orderstatus = 'F'
-  AND l1.l_receiptdate > l1.l_commitdate
-  AND EXISTS (
-    SELECT * FROM lineitem l2 WHERE l2.l_orderkey = l1.l_orderkey AND l2.l_suppkey <> l1.l_suppkey)
-  AND NOT EXISTS (
-    SELECT * FROM lineitem l3
-    WHERE l3.l_orderkey = l1.l_orderkey AND l3.l_suppkey <> l1.l_suppkey
-      AND l3.l_receiptdate > l3.l_commitdate)
-  AND s_nationkey = n_nationkey AND n_name = 'SAUDI ARABIA'
-GROUP BY s_name
-ORDER BY numwait DESC, s_name
-LIMIT 100""",
-        "CREATE INDEX li_q21 ON lineitem (l_suppkey)",
-    ),
-    22: (
-        """SELECT cntrycode, count(*) AS numcust, sum(c_acctbal) AS totacctbal
-FROM (
-  SELECT substr(c_phone, 1, 2) AS cntrycode, c_acctbal
-  FROM customer
-  WHERE substr(c_phone, 1, 2) IN ('13', '31', '23', '29', '30', '18', '17')
-    AND c_acctbal > (
-      SELECT avg(c_acctbal) FROM customer
-      WHERE c_acctbal > 0.00 AND substr(c_phone, 1, 2) IN ('13', '31', '23', '29', '30', '18', '17'))
-    AND NOT EXISTS (SELECT * FROM orders WHERE o_custkey = c_custkey)) AS custsale
-GROUP BY cntrycode
-ORDER BY cntrycode""",
-        "CREATE INDEX orders_q22 ON orders (o_custkey)",
-    ),
+INDEXES: dict[int, str] = {
+    1: "CREATE INDEX li_q1 ON lineitem (l_returnflag, l_linestatus, l_shipdate, l_quantity, "
+    "l_extendedprice, l_discount, l_tax)",
+    2: "CREATE INDEX part_q2 ON part (p_size)",
+    3: "CREATE INDEX orders_q3 ON orders (o_custkey, o_orderdate)",
+    4: "CREATE INDEX orders_q4 ON orders (o_orderdate)",
+    5: "CREATE INDEX orders_q5 ON orders (o_orderdate)",
+    6: "CREATE INDEX li_q6 ON lineitem (l_shipdate, l_discount, l_quantity, l_extendedprice)",
+    7: "CREATE INDEX li_q7 ON lineitem (l_suppkey, l_shipdate)",
+    8: "CREATE INDEX li_q8 ON lineitem (l_partkey)",
+    9: "CREATE INDEX li_q9 ON lineitem (l_partkey, l_suppkey)",
+    10: "CREATE INDEX orders_q10 ON orders (o_orderdate)",
+    11: "CREATE INDEX ps_q11 ON partsupp (ps_suppkey)",
+    12: "CREATE INDEX li_q12 ON lineitem (l_receiptdate)",
+    13: "CREATE INDEX orders_q13 ON orders (o_custkey)",
+    14: "CREATE INDEX li_q14 ON lineitem (l_shipdate)",
+    15: "CREATE INDEX li_q15 ON lineitem (l_shipdate)",
+    16: "CREATE INDEX part_q16 ON part (p_size)",
+    17: "CREATE INDEX li_q17 ON lineitem (l_partkey, l_quantity)",
+    18: "CREATE INDEX li_q18 ON lineitem (l_orderkey, l_quantity)",
+    19: "CREATE INDEX li_q19 ON lineitem (l_partkey, l_shipinstruct, l_shipmode)",
+    20: "CREATE INDEX li_q20 ON lineitem (l_partkey, l_suppkey, l_shipdate)",
+    21: "CREATE INDEX li_q21 ON lineitem (l_suppkey)",
+    22: "CREATE INDEX orders_q22 ON orders (o_custkey)",
 }
+"""Per query, a useful index for candidate (b)."""
+
+# The 22 TPC-H queries in SQLite with the specification's validation parameters (those of its
+# qualification run and of DuckDB's tpch_queries()): the library's templates (quill_env.tpch).
+QUERIES: dict[int, tuple[str, str]] = {n: (qgen.validation_query(n), INDEXES[n]) for n in sorted(INDEXES)}
+
+
+def _validation(rewrite: str, n: int) -> str:
+    return qgen.render(rewrite, qgen.bindings(n, qgen.VALIDATION[n]))
+
 
 CHEAPER: dict[int, tuple[str, str]] = {
     17: (
         "SQLite re-scans lineitem (no index on l_partkey) for each qualifying part in the correlated "
         "subquery; the per-part average is computed once in a derived table instead (same result)",
-        """SELECT sum(l_extendedprice) / 7.0 AS avg_yearly
-FROM lineitem, part, (
-    SELECT l_partkey AS agg_partkey, 0.2 * avg(l_quantity) AS agg_quantity
-    FROM lineitem GROUP BY l_partkey) AS part_agg
-WHERE p_partkey = l_partkey AND agg_partkey = l_partkey AND p_brand = 'Brand#23'
-  AND p_container = 'MED BOX' AND l_quantity < agg_quantity""",
+        _validation(references.Q17_DECORRELATED, 17),
     ),
     20: (
         "SQLite re-scans lineitem for each partsupp row of a 'forest' part in the correlated "
         "subquery; the 1994 quantities per (part, supplier) are aggregated once instead (same "
         "result: a pair with no 1994 line has a NULL sum, which the comparison drops either way)",
-        """SELECT s_name, s_address
-FROM supplier, nation
-WHERE s_suppkey IN (
-    SELECT ps_suppkey
-    FROM partsupp, (
-        SELECT l_partkey AS agg_partkey, l_suppkey AS agg_suppkey, 0.5 * sum(l_quantity) AS agg_quantity
-        FROM lineitem
-        WHERE l_shipdate >= '1994-01-01' AND l_shipdate < '1995-01-01'
-        GROUP BY l_partkey, l_suppkey) AS agg_lineitem
-    WHERE agg_partkey = ps_partkey AND agg_suppkey = ps_suppkey
-      AND ps_partkey IN (SELECT p_partkey FROM part WHERE p_name LIKE 'forest%')
-      AND ps_availqty > agg_quantity)
-  AND s_nationkey = n_nationkey AND n_name = 'CANADA'
-ORDER BY s_name""",
+        _validation(references.Q20_DECORRELATED, 20),
     ),
     22: (
         "SQLite scans orders (no index on o_custkey) for each candidate customer in the correlated "
         "NOT EXISTS; NOT IN over the uncorrelated subquery is computed once (same result: "
         "o_custkey is NOT NULL)",
-        """SELECT cntrycode, count(*) AS numcust, sum(c_acctbal) AS totacctbal
-FROM (
-  SELECT substr(c_phone, 1, 2) AS cntrycode, c_acctbal
-  FROM customer
-  WHERE substr(c_phone, 1, 2) IN ('13', '31', '23', '29', '30', '18', '17')
-    AND c_acctbal > (
-      SELECT avg(c_acctbal) FROM customer
-      WHERE c_acctbal > 0.00 AND substr(c_phone, 1, 2) IN ('13', '31', '23', '29', '30', '18', '17'))
-    AND c_custkey NOT IN (SELECT o_custkey FROM orders)) AS custsale
-GROUP BY cntrycode
-ORDER BY cntrycode""",
+        _validation(references.Q22_NOT_IN, 22),
     ),
 }
 """Cheaper but honest variants of templates too slow for SQLite at SF 1: (reason, query).
@@ -425,31 +130,6 @@ def default_db(sf: float) -> Path:
     return root / f"tpch-sf{sf:g}.sqlite"
 
 
-def _load_tpch(con: Any) -> None:
-    """Load DuckDB's TPC-H extension from the ``duckdb-extension-tpch`` package (no network)."""
-    try:
-        import duckdb_extension_tpch
-    except ImportError:
-        sys.exit("this benchmark needs: .venv/bin/pip install duckdb==1.5.5 duckdb-extension-tpch==1.5.5")
-    found = sorted(Path(duckdb_extension_tpch.__file__).parent.glob("extensions/*/tpch.duckdb_extension"))
-    if not found:
-        sys.exit("duckdb-extension-tpch ships no tpch.duckdb_extension: reinstall it")
-    con.load_extension(str(found[-1]))
-
-
-def _export_select(table: str, columns: list[tuple[str, str]]) -> str:
-    """DuckDB SELECT of ``table`` with SQLite's types: DECIMAL as DOUBLE, DATE as ISO text."""
-    items = []
-    for name, kind in columns:
-        col = exp.column(name)
-        if kind.startswith("DECIMAL"):
-            col = exp.cast(col, "DOUBLE")
-        elif kind == "DATE":
-            col = exp.cast(col, "VARCHAR")
-        items.append(col)
-    return exp.select(*items).from_(table).sql("duckdb")
-
-
 def _insert(table: str, width: int) -> str:
     return exp.insert(exp.values([tuple(exp.Placeholder() for _ in range(width))]), table).sql("sqlite")
 
@@ -460,11 +140,12 @@ def build_database(path: Path, sf: float) -> dict:
     Returns:
         What was built: rows per table, seconds of generation and copy, the file's size.
     """
-    import duckdb
-
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect()
-    _load_tpch(con)
+    try:
+        con = dbgen.connect()
+    except MissingExtraError:
+        sys.exit("this benchmark needs: .venv/bin/pip install duckdb==1.5.5 duckdb-extension-tpch==1.5.5")
+    import duckdb
     start = time.perf_counter()
     con.execute("CALL dbgen(sf = ?)", [sf])
     generated = time.perf_counter() - start
@@ -482,7 +163,7 @@ def build_database(path: Path, sf: float) -> dict:
                 "WHERE table_name = ? ORDER BY ordinal_position",
                 [table],
             ).fetchall()
-            cursor = con.execute(_export_select(table, columns))
+            cursor = con.execute(dbgen.export_select(table, columns))
             insert = _insert(table, len(columns))
             rows[table] = 0
             with out:

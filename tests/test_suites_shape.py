@@ -43,7 +43,7 @@ def test_measured_mix_is_near_target():
     measured = mix(ALL, "medium")
     for bucket, share in TARGET_MIX.items():
         assert abs(measured[bucket] - share) <= 0.10, measured
-    assert all(t.reference_speedup.get("small", 0) >= 1.5 for t in ALL)
+    assert all(t.reference_speedup.get("small", 0) >= 1.5 for t in ALL if t.reference is not None)
 
 
 @pytest.mark.parametrize("suite", [s for s in SUITES if s.name != "shop"][:3], ids=lambda s: s.name)

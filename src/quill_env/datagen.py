@@ -20,6 +20,9 @@ the same database bytes. Column kinds:
 ``bool``        0/1 with probability ``p``
 
 Every kind accepts ``null_rate`` (optional columns) and ``unique`` is implied by ``serial``.
+
+A generator with a ``kind`` is a packaged generator instead: ``{"kind": "tpch", ...}`` is
+TPC-H's own ``dbgen`` (:mod:`quill_env.tpch.dbgen`), whose version is part of the data hash.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from quill_env.errors import SuiteError
+from quill_env.tpch import dbgen
 
 WORDS = [
     "alpha",
@@ -199,7 +203,13 @@ def generate_tables(generator: Mapping[str, Any], scale: str, seed: int) -> dict
 
     Raises:
         SuiteError: the spec is malformed or has no such scale.
+        MissingExtraError: a packaged generator the spec names is not installed.
     """
+    kind = generator.get("kind")
+    if kind == "tpch":
+        return dbgen.generate_tables(generator, scale)
+    if kind is not None:
+        raise SuiteError(f"unknown generator kind {kind!r}; known: 'tpch' (or none: Quill's column kinds)")
     out: dict[str, dict[str, list]] = {}
     for t_index, (name, table) in enumerate(generator["tables"].items()):
         rows = table["rows"]
@@ -211,6 +221,17 @@ def generate_tables(generator: Mapping[str, Any], scale: str, seed: int) -> dict
         for col, spec in table["columns"].items():
             out[name][col] = generate_column(spec, n, rng, out, out[name])
     return out
+
+
+def generator_version(generator: Mapping[str, Any]) -> str | None:
+    """The version of the packaged generator a spec names; ``None`` for Quill's own column kinds.
+
+    >>> generator_version({"tables": {}}) is None
+    True
+    """
+    if generator.get("kind") == "tpch":
+        return dbgen.generator_version() or f"{dbgen.PACKAGE} not installed"
+    return None
 
 
 def spec_hash(*parts: Any) -> str:

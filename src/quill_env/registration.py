@@ -21,7 +21,7 @@ REGISTERED: dict[str, dict] = {
 
 def register_all() -> list[str]:
     """Register Quill's ids (idempotent); one ``Quill-<suite>-v1`` per shipped suite as well."""
-    for name in list_suites():
+    for name in list_suites(benchmarks=True):
         REGISTERED.setdefault(
             f"Quill-{name}-v1", {"kwargs": {"suite": name, "split": "all", "cost": CostMode.WORK}}
         )

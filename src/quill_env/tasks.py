@@ -21,7 +21,7 @@ from typing import Any
 
 from quill_env._version import DATA_FORMAT
 from quill_env.backends import DEFAULT_ENGINE, get_backend
-from quill_env.datagen import generate_tables, spec_hash
+from quill_env.datagen import generate_tables, generator_version, spec_hash
 from quill_env.dialect import SUITE_DIALECT
 from quill_env.errors import ConfigError, SuiteError, UnknownNameError
 from quill_env.paths import cache_dir
@@ -127,6 +127,8 @@ class Suite:
         self.default_scale: str = str(spec.get("default_scale", "medium"))
         self.variant_count: int = int(spec.get("variants", {}).get("count", 8))
         self.variant_rows: int = int(spec.get("variants", {}).get("rows_per_table", 40))
+        self.benchmark: bool = bool(spec.get("benchmark", False))
+        """A published benchmark workload (TPC-H): listed only by ``list_suites(benchmarks=True)``."""
         self.dialect: str = str(spec.get("dialect", SUITE_DIALECT))
         """The dialect the schema and the tasks are written in (other engines run them ported)."""
         self.path = path
@@ -211,8 +213,9 @@ class Suite:
 
     @functools.cached_property
     def data_hash(self) -> str:
-        """Hash of everything that determines the generated data."""
-        return spec_hash(DATA_FORMAT, self.ddl, self.generator, self.seed)
+        """Hash of everything that determines the generated data (a packaged generator's version too)."""
+        version = generator_version(self.generator)
+        return spec_hash(DATA_FORMAT, self.ddl, self.generator, self.seed, *([version] if version else []))
 
     @functools.cached_property
     def hash(self) -> str:
@@ -273,10 +276,17 @@ def _load_suite(name: str) -> Suite:
     return Suite.load(path)
 
 
-def list_suites() -> list[str]:
-    """Names of the shipped suites."""
+def list_suites(benchmarks: bool = False) -> list[str]:
+    """Names of the shipped suites.
+
+    Args:
+        benchmarks: also list the published benchmark workloads (``tpch``). They are left out of
+            the default set (the default environments, training data, exports) because they are
+            evaluated on, the way the papers do, and their data needs an extra.
+    """
     root = suites_root()
-    return sorted(p.name for p in root.iterdir() if (p / "suite.json").exists())
+    names = sorted(p.name for p in root.iterdir() if (p / "suite.json").exists())
+    return names if benchmarks else [n for n in names if not _load_suite(n).benchmark]
 
 
 def get_suite(name: str | os.PathLike[str]) -> Suite:

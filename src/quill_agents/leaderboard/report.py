@@ -115,7 +115,8 @@ def _latest_entries(runs: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping[str
 
 def _table(entries: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> list[str]:
     fast = [f"fast_{p_key(p)}" for p in FAST_P]
-    head = ["#", "agent", "correct", "mean reward", "improved", "geomean speedup", *fast, "time/step", "run"]
+    head = ["#", "agent", "correct", "mean reward", "improved", "geomean speedup", *fast]
+    head += ["mean cost", "p90 cost", "time/step", "run"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for rank, (run, agent) in enumerate(entries, 1):
         s = agent["summary"]
@@ -127,6 +128,8 @@ def _table(entries: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> li
             _pct(s["improved"]),
             _speed(s["geomean_speedup"]),
             *[_pct(s["fast_p"].get(p_key(p))) for p in FAST_P],
+            _pct(s.get("workload", {}).get("mean_ratio")),
+            _pct(s.get("workload", {}).get("p90_ratio")),
             _ms(s["timing"]["step_mean_s"]),
             f"`{run['run']}`",
         ]
@@ -178,8 +181,11 @@ def render_leaderboard(
         "Columns: *correct* — share of tasks whose rewrite returns the same results (main and variant "
         "databases); *mean reward* — the environment's reward; *improved* — share with reward > 0; "
         "*geomean speedup* — over correct rewrites; *fast_p* — share of tasks both correct and at least "
-        "p times faster; *time/step* — mean scoring time. An entry is accepted only when it re-validates "
-        "(`quill validate`).",
+        "p times faster (fast_2 is the papers' share faster by at least 2x); *mean cost* and *p90 cost* — "
+        "mean and 90th-percentile cost of the rewritten workload as a share of the original's, the papers' "
+        "latency metrics (timeouts counted at the cap, other failures at the original's cost; seconds in "
+        "wall mode, the work counter in work mode); *time/step* — mean scoring time. An entry is accepted "
+        "only when it re-validates (`quill validate`).",
     ]
     if not runs:
         out += ["", "No results yet: run `quill bench`."]
