@@ -248,3 +248,20 @@ def test_config_errors():
     with pytest.raises(ConfigError):
         run_bench(BenchConfig(suites=["shop"]))
     assert "No results yet" in render_leaderboard([])
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "postgres"])
+def test_the_reference_agent_knows_the_tasks_ported_to_an_engine(engine):
+    """On another engine the observation shows the ported query; the oracle answers with the
+    ported reference (before, it answered the query itself: every reference row was unchanged)."""
+    from quill_agents.baselines import ReferenceAgent
+    from quill_env.backends import get_backend
+    from quill_env.dialect import SUITE_DIALECT
+    from quill_env.tasks import get_suite
+
+    suite = get_suite("shop")
+    port = get_backend(engine).port
+    agent = ReferenceAgent(suite.tasks, engine=engine)
+    for task in suite.tasks[:5]:
+        shown = port(task.query, SUITE_DIALECT)
+        assert agent.act({"query": shown}) == port(task.reference, SUITE_DIALECT)

@@ -15,6 +15,7 @@ from typing import Any
 
 from quill_agents.baselines import IdentityAgent, ReferenceAgent
 from quill_agents.protocol import Agent
+from quill_env.backends import DEFAULT_ENGINE
 from quill_env.errors import ConfigError, UnknownNameError
 from quill_env.tasks import Task
 
@@ -130,12 +131,13 @@ def require(spec: AgentSpec) -> None:
         )
 
 
-def build_agent(spec: AgentSpec, tasks: Sequence[Task]) -> Agent:
+def build_agent(spec: AgentSpec, tasks: Sequence[Task], engine: str = DEFAULT_ENGINE) -> Agent:
     """Build the agent a spec describes (inside a worker process).
 
     Args:
         spec: the recipe.
         tasks: every task the run may show the agent (the reference agent looks them up).
+        engine: the engine the run's observations come from.
 
     Raises:
         ConfigError: an optional agent's module is missing.
@@ -143,7 +145,7 @@ def build_agent(spec: AgentSpec, tasks: Sequence[Task]) -> Agent:
     if spec.kind == "identity":
         return IdentityAgent()
     if spec.kind == "reference":
-        return ReferenceAgent(tasks)
+        return ReferenceAgent(tasks, engine=engine)
     if spec.kind in ("heuristic", "teacher"):
         return _optional(*OPTIONAL[spec.kind], f"{spec.kind} agent")(**spec.kwargs)
     cls = _optional(*OPTIONAL["policy"], "local model agent")

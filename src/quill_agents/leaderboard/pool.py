@@ -261,7 +261,7 @@ class Worker:
         """The agent a spec describes, built once per process."""
         key = spec.key()
         if key not in self._agents:
-            self._agents[key] = build_agent(spec, list(self.tasks.values()))
+            self._agents[key] = build_agent(spec, list(self.tasks.values()), self.config.engine)
         return self._agents[key]
 
     def run(self, job: Job) -> JobResult:

@@ -355,7 +355,8 @@ class Backend(abc.ABC):
     def transient(self) -> contextlib.AbstractContextManager[None]:
         """A state whose changes (the harness's own) are all discarded when the context exits."""
 
-    def port(self, sql: str, dialect: str) -> str:
+    @classmethod
+    def port(cls, sql: str, dialect: str) -> str:
         """``sql`` written in ``dialect`` translated to this engine's dialect (unchanged if the same).
 
         Suites are written once (in SQLite's dialect); every other engine runs them ported.
@@ -363,11 +364,11 @@ class Backend(abc.ABC):
         Raises:
             sqlglot.errors.SqlglotError: ``sql`` cannot be parsed in ``dialect``.
         """
-        if dialect == self.dialect:
+        if dialect == cls.dialect:
             return sql
         import sqlglot
 
-        return ";\n".join(sqlglot.transpile(sql, read=dialect, write=self.dialect))
+        return ";\n".join(sqlglot.transpile(sql, read=dialect, write=cls.dialect))
 
     def needs_double_quoted_strings(self, sql: str) -> bool:
         """Whether ``sql`` only works because the engine reads double-quoted names as strings."""

@@ -287,7 +287,8 @@ class PostgresBackend(Backend):
             raise DatabaseError(f"cannot clone {self._label}: {_first_line(err)}") from None
         return copy
 
-    def port(self, sql: str, dialect: str) -> str:
+    @classmethod
+    def port(cls, sql: str, dialect: str) -> str:
         """``sql`` in PostgreSQL's dialect, a derived table without an alias given one.
 
         PostgreSQL before 16 requires the alias; SQLite does not.
@@ -295,7 +296,7 @@ class PostgresBackend(Backend):
         Raises:
             sqlglot.errors.SqlglotError: ``sql`` cannot be parsed in ``dialect``.
         """
-        if dialect == self.dialect:
+        if dialect == cls.dialect:
             return sql
         out = []
         for tree in sqlglot.parse(sql, read=dialect):
@@ -304,7 +305,7 @@ class PostgresBackend(Backend):
             for n, sub in enumerate(tree.find_all(exp.Subquery)):
                 if not sub.alias and isinstance(sub.parent, (exp.From, exp.Join)):
                     sub.set("alias", exp.TableAlias(this=exp.to_identifier(f"quill_derived_{n}")))
-            out.append(tree.sql(self.dialect))
+            out.append(tree.sql(cls.dialect))
         return ";\n".join(out)
 
     # --- identity --------------------------------------------------------------------------
