@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, Protocol, TypeVar
 
-from quill_env.backends import DEFAULT_ENGINE, is_server_url, open_backend
+from quill_env.backends import DEFAULT_ENGINE, is_server_url, open_backend, redact_url
 from quill_env.backends.base import Backend
 from quill_env.errors import ConfigError, DatabaseError
 from quill_env.variants import Variant, VariantBuilder
@@ -53,9 +53,7 @@ def file_key(path: str) -> str:
         DatabaseError: there is no such file.
     """
     if is_server_url(path):
-        from quill_env.backends.pg_server import redact
-
-        return redact(path)
+        return redact_url(path)
     if not os.path.exists(path):
         raise DatabaseError(f"no such database file: {path}")
     st = os.stat(path)

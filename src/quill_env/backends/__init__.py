@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -137,6 +138,23 @@ def is_server_url(database: str | os.PathLike[str]) -> bool:
     return os.fspath(database).partition("://")[0].split("+")[0].lower() in SERVER_SCHEMES
 
 
+def redact_url(url: str) -> str:
+    """A database URL without its password (for labels, keys and messages).
+
+    >>> redact_url("postgresql://me:secret@db.example:5433/shop?sslmode=require&password=x")
+    'postgresql://me@db.example:5433/shop?sslmode=require'
+    """
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.urlencode(
+        [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k != "password"]
+    )
+    netloc = parts.netloc
+    if parts.password is not None:
+        host = parts.hostname or ""
+        netloc = (f"{parts.username}@" if parts.username else "") + (f"{host}:{parts.port}" if parts.port else host)
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 def open_backend(database: str | os.PathLike[str]) -> Backend:
     """Open a private copy of a database given as a path or URL.
 
@@ -171,5 +189,6 @@ __all__ = [
     "get_backend",
     "is_server_url",
     "open_backend",
+    "redact_url",
     "split_url",
 ]

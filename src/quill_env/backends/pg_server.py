@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from quill_env.backends import redact_url as redact
 from quill_env.errors import DatabaseError, MissingExtraError
 
 try:
@@ -136,23 +137,6 @@ def is_postgres_url(text: str) -> bool:
     (True, False)
     """
     return text.split("://", 1)[0].lower().split("+")[0] in ("postgres", "postgresql")
-
-
-def redact(url: str) -> str:
-    """``url`` without a password (for labels, keys and messages).
-
-    >>> redact("postgresql://me:secret@db.example:5433/shop")
-    'postgresql://me@db.example:5433/shop'
-    """
-    try:
-        params = conninfo_to_dict(_libpq_url(url))
-    except psycopg.ProgrammingError:
-        return url.split("://", 1)[0] + "://..."
-    user = params.get("user")
-    host = params.get("host", "")
-    port = params.get("port")
-    where = f"{host}:{port}" if port else host
-    return f"postgresql://{user + '@' if user else ''}{where}/{params.get('dbname', '')}"
 
 
 def _libpq_url(url: str) -> str:
@@ -486,8 +470,6 @@ class Server:
         if pool is not None:
             return pool
         name = self.create("scratch")
-        from quill_env.backends.postgres import lock_functions
-
         with self.connect(name) as conn:
             lock_functions(conn, self)
         pool = Pool(self, name)
@@ -507,6 +489,30 @@ class Server:
             pool.close()
         for name in names:
             self.drop(name)
+
+
+LOCKED_FUNCTIONS = (
+    "set_config", "query_to_xml", "query_to_xml_and_xmlschema", "query_to_xmlschema", "cursor_to_xml",
+    "cursor_to_xmlschema", "ts_stat", "pg_sleep", "pg_sleep_for", "pg_sleep_until", "pg_notify",
+    "pg_advisory_lock", "pg_advisory_lock_shared", "pg_advisory_xact_lock", "pg_advisory_xact_lock_shared",
+    "pg_try_advisory_lock", "pg_try_advisory_xact_lock", "current_setting", "pg_backend_pid",
+)  # fmt: skip
+"""Built-ins whose ``EXECUTE`` Quill revokes from ``PUBLIC`` in its own databases (where it is a
+superuser): ``set_config('role', ...)`` and the functions that run SQL text would let a statement
+switch back from the reader role to the session's superuser, since ``SET ROLE`` is checked
+against the session user; the others wait, lock, signal or read settings."""
+
+
+def lock_functions(pg: psycopg.Connection, server: Server) -> None:
+    """Revoke :data:`LOCKED_FUNCTIONS` from ``PUBLIC`` in the connected database (a superuser's own)."""
+    if not server.facts["superuser"]:
+        return
+    for (signature,) in pg.execute(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = 'pg_catalog' AND p.proname = ANY(%s)",
+        (list(LOCKED_FUNCTIONS),),
+    ).fetchall():
+        pg.execute(pgsql.SQL("REVOKE EXECUTE ON FUNCTION {} FROM PUBLIC").format(pgsql.SQL(signature)))
 
 
 def _parse_comment(text: str | None) -> dict[str, Any]:

@@ -967,33 +967,9 @@ def _grant_reader(pg: psycopg.Connection, schema: str, server: pg_server.Server)
     )
 
 
-LOCKED_FUNCTIONS = (
-    "set_config", "query_to_xml", "query_to_xml_and_xmlschema", "query_to_xmlschema", "cursor_to_xml",
-    "cursor_to_xmlschema", "ts_stat", "pg_sleep", "pg_sleep_for", "pg_sleep_until", "pg_notify",
-    "pg_advisory_lock", "pg_advisory_lock_shared", "pg_advisory_xact_lock", "pg_advisory_xact_lock_shared",
-    "pg_try_advisory_lock", "pg_try_advisory_xact_lock", "current_setting", "pg_backend_pid",
-)  # fmt: skip
-"""Built-ins whose ``EXECUTE`` Quill revokes from ``PUBLIC`` in its own databases (where it is a
-superuser): ``set_config('role', ...)`` and the functions that run SQL text would let a statement
-switch back from the reader role to the session's superuser, since ``SET ROLE`` is checked
-against the session user; the others wait, lock, signal or read settings."""
-
-
-def lock_functions(pg: psycopg.Connection, server: pg_server.Server) -> None:
-    """Revoke :data:`LOCKED_FUNCTIONS` from ``PUBLIC`` in the connected database (a superuser's own)."""
-    if not server.facts["superuser"]:
-        return
-    for (signature,) in pg.execute(
-        "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
-        "WHERE n.nspname = 'pg_catalog' AND p.proname = ANY(%s)",
-        (list(LOCKED_FUNCTIONS),),
-    ).fetchall():
-        pg.execute(pgsql.SQL("REVOKE EXECUTE ON FUNCTION {} FROM PUBLIC").format(pgsql.SQL(signature)))
-
-
 def _finish_template(pg: psycopg.Connection, server: pg_server.Server) -> None:
     """Grant the reader role, lock functions, switch autovacuum off and take deterministic statistics."""
-    lock_functions(pg, server)
+    pg_server.lock_functions(pg, server)
     for (table,) in pg.execute(
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = 'public' AND c.relkind = 'r'"
