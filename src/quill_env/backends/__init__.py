@@ -151,7 +151,8 @@ def redact_url(url: str) -> str:
     netloc = parts.netloc
     if parts.password is not None:
         host = parts.hostname or ""
-        netloc = (f"{parts.username}@" if parts.username else "") + (f"{host}:{parts.port}" if parts.port else host)
+        where = f"{host}:{parts.port}" if parts.port else host
+        netloc = (f"{parts.username}@" if parts.username else "") + where
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
