@@ -19,7 +19,10 @@ benchmarks/results/core.json (SQLite) or core-<engine>.json with:
 - bombs: heap and time bombs, the wall time of each evaluation against the deadline;
 - a candidate ~1000x slower than its baseline: step time / baseline time.
 
-Run: .venv/bin/python benchmarks/core.py [--engine sqlite|duckdb] [--scale medium] [--repeats 5]
+- variant build: the time to create one task's variants (sampling the images, loading them into
+  the engine).
+
+Run: .venv/bin/python benchmarks/core.py [--engine sqlite|duckdb|postgres] [--scale medium] [--repeats 5]
      [--skip-calibration] [--out FILE]
 """
 
@@ -44,6 +47,8 @@ from quill_env.backends import Backend, get_backend
 from quill_env.dialect import SUITE_DIALECT
 from quill_env.measure import interleaved
 from quill_env.reward import tier_reward
+from quill_env.runners import variants_for
+from quill_env.variants import VariantBuilder
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -300,6 +305,33 @@ def slow_candidate(scale: str, engine: str) -> dict:
     }
 
 
+def variant_build(engine: str, tasks: int = 5) -> dict:
+    """Time to create the variants of one task: images sampled from the variant tier, then loaded
+    into the engine (on PostgreSQL: schemas of the scratch database); seed 7, which no other section
+    uses, so no image comes from the cache."""
+    suite = get_suite("shop")
+    source = str(suite.database("variant", engine=engine))
+    images_s, load_s, counts = [], [], []
+    for task in suite.tasks[:tasks]:
+        query = port(engine, task.query)
+        start = time.perf_counter()
+        images = variants_for(source, query, count=len(VariantBuilder.MUTATIONS), rows_per_table=40, seed=7)
+        images_s.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        loaded = [image.load(type(empty(engine))) for image in images]
+        load_s.append(time.perf_counter() - start)
+        counts.append(len(loaded))
+        for db in loaded:
+            db.close()
+    return {
+        "tasks": tasks,
+        "variants_per_task": statistics.median(counts),
+        "build_images_s_median": statistics.median(images_s),
+        "load_s_median": statistics.median(load_s),
+        "total_s_median": statistics.median(a + b for a, b in zip(images_s, load_s)),
+    }
+
+
 def calibration_of(engine: str, scale: str, skip: bool) -> dict:
     """The calibration figures: SQLite's from ``calibration.py`` (rerun unless ``skip``), another
     engine's from the last ``benchmarks/engines.py`` run on it."""
@@ -337,7 +369,9 @@ def calibration_of(engine: str, scale: str, skip: bool) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--engine", default="sqlite", help="sqlite (default) or duckdb")
+    parser.add_argument(
+        "--engine", default="sqlite", help="sqlite (default), duckdb or postgres (on $QUILL_POSTGRES_URL)"
+    )
     parser.add_argument("--scale", default="medium")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-calibration", action="store_true", help="reuse calibration.json as it is")
@@ -364,6 +398,7 @@ def main() -> None:
         "padding": padding(args.scale, engine),
         "bombs": bombs(args.scale, engine),
         "slow_candidate": slow_candidate(args.scale, engine),
+        "variant_build": variant_build(engine),
     }
     result["seconds"] = time.time() - started
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -391,6 +426,11 @@ def main() -> None:
     )
     print(
         f"1000x-slower candidate: slowdown {sc['slowdown_unbounded']:.0f}x unbounded; step/equivalent step {sc['step_over_equivalent_step']:.2f} (<= 3), step/baseline query {sc['step_over_baseline']:.2f}; {sc['verdicts']}"
+    )
+    vb = result["variant_build"]
+    print(
+        f"variants of one task: {vb['variants_per_task']:.0f} built in {vb['total_s_median']:.2f} s "
+        f"(sampling {vb['build_images_s_median']:.2f} s, loading {vb['load_s_median']:.2f} s; median of {vb['tasks']})"
     )
     print(f"wrote {out}")
 
