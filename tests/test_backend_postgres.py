@@ -312,3 +312,35 @@ def test_the_heuristic_agent_optimizes_a_postgres_database(user_db):
     action = HeuristicAgent(database=user_db).act(obs)
     result = quill_env.evaluate(user_db, SLOW, action)
     assert result.verdict.value == "improved", (action, result.verdict, result.error)
+
+
+def test_enums_domains_partitions_and_views_are_copied():
+    import psycopg
+
+    import quill_env
+
+    url = pgcluster.url("pg_user_kinds")
+    with psycopg.connect(pgcluster.url(), autocommit=True) as admin:
+        admin.execute("DROP DATABASE IF EXISTS pg_user_kinds WITH (FORCE)")
+        admin.execute("CREATE DATABASE pg_user_kinds")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')")
+        conn.execute("CREATE DOMAIN score AS integer NOT NULL CHECK (VALUE >= 0)")
+        conn.execute(
+            "CREATE TABLE visits (id bigint, day date NOT NULL, feeling mood, points score, "
+            "PRIMARY KEY (id, day)) PARTITION BY RANGE (day)"
+        )
+        conn.execute("CREATE TABLE visits_a PARTITION OF visits FOR VALUES FROM ('2024-01-01') TO ('2024-07-01')")
+        conn.execute("CREATE TABLE visits_b PARTITION OF visits FOR VALUES FROM ('2024-07-01') TO ('2025-01-01')")
+        conn.execute(
+            "INSERT INTO visits SELECT g, date '2024-01-01' + (g % 360), (ARRAY['sad','ok','happy'])[1 + g % 3]::mood, "
+            "g % 50 FROM generate_series(1, 3000) g"
+        )
+        conn.execute("CREATE VIEW happy_visits AS SELECT id, day FROM visits WHERE feeling = 'happy'")
+    before = pgcluster.fingerprint(url)
+    slow = "SELECT id, day FROM visits WHERE feeling = 'happy' AND day >= '2024-11-01' ORDER BY id"
+    result = quill_env.evaluate(url, slow, "SELECT id, day FROM happy_visits WHERE day >= '2024-11-01' ORDER BY id")
+    assert result.correct, (result.verdict, result.error)
+    wrong = quill_env.evaluate(url, slow, "SELECT id, day FROM visits WHERE day >= '2024-11-01' ORDER BY id")
+    assert wrong.verdict.value == "wrong_result"
+    assert pgcluster.fingerprint(url) == before

@@ -386,6 +386,13 @@ class Backend(abc.ABC):
     def tables(self) -> dict[str, TableInfo]:
         """Tables and views of the database by lower-cased name, in creation order."""
 
+    def type_sql(self) -> list[str]:
+        """DDL of the database's own types that its tables use, in creation order.
+
+        PostgreSQL's enums and domains, in the engine's dialect; none on engines without such types.
+        """
+        return []
+
     def schema_text(self) -> str:
         """The schema as DDL with each table's row count and existing indexes."""
         parts = []

@@ -161,7 +161,7 @@ class VariantBuilder:
 
     def _schema_image(self) -> SchemaImage:
         if self._image is None:
-            self._image = SchemaImage(self.schema, type(self.source), self.dialect)
+            self._image = SchemaImage(self.schema, type(self.source), self.dialect, self.source.type_sql())
         return self._image
 
     def _write(self, data: Data) -> Backend:

@@ -126,12 +126,15 @@ class SchemaImage:
         schema: the source's tables (views come from ``schema.all_tables``).
         engine: the backend class of the scratch databases.
         dialect: the dialect of the DDL in ``schema`` (the source's).
+        types: DDL of the source's own types that its tables use (:meth:`Backend.type_sql`).
     """
 
-    def __init__(self, schema: Schema, engine: type[Backend], dialect: str) -> None:
+    def __init__(
+        self, schema: Schema, engine: type[Backend], dialect: str, types: Sequence[str] = ()
+    ) -> None:
         self.schema = schema
         self.dialect = dialect
-        statements: list[str] = []
+        statements: list[str] = list(types)
         for info in schema.all_tables.values():
             if not info.is_view:
                 statements.append(info.sql)
