@@ -4,6 +4,7 @@ import sys
 import gymnasium as gym
 import pytest
 from gymnasium.utils.env_checker import check_env
+from tests import pgcluster
 
 import quill_env
 from quill_env import EnvStateError
@@ -39,6 +40,32 @@ def test_check_env_on_duckdb(shop_suite):
     assert terminated and info["verdict"] in ("improved", "no_gain") and reward >= 0
     assert info["engine"].startswith("DuckDB")
     env.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(bool(pgcluster.unavailable()), reason=str(pgcluster.unavailable()))
+def test_check_env_on_postgres(shop_suite):
+    """The same suites on a PostgreSQL server: the checker passes and a reference is scored, in
+    work mode and in wall mode (timed interleaved on the server)."""
+    env = gym.make("Quill-v1", suite="shop", scale="small", engine="postgres")
+    assert env.unwrapped.engine == "postgres"
+    check_env(env.unwrapped, skip_render_check=True)
+    obs, _ = env.reset(seed=0)
+    assert obs["engine"] == "PostgreSQL"
+    assert "Database schema (PostgreSQL):" in build_messages(obs)[-1]["content"]
+    task = env.unwrapped.task
+    _obs, reward, terminated, _truncated, info = env.step(task.reference)
+    assert terminated and info["verdict"] == "improved" and reward > 0, info["error"]
+    assert info["engine"].startswith("PostgreSQL")
+    env.close()
+    wall = gym.make(
+        "Quill-v1", suite="shop", scale="small", engine="postgres", cost="wall",
+        wall=quill_env.WallOptions(min_pairs=2, max_pairs=3, time_budget=0.5),
+    )  # fmt: skip
+    wall.reset(options={"task_id": task.id})
+    _obs, _reward, _terminated, _truncated, info = wall.step(task.reference)
+    assert info["correct"] and info["cost_mode"] == "wall" and info["wall"], info
+    wall.close()
 
 
 def test_engine_and_database_must_agree(tmp_path, small_db):
