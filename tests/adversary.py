@@ -16,6 +16,10 @@ main database (through a leak, or by memorizing it across episodes):
 
 The key restriction returns the original's own answer on the main database, only faster: the
 typical cheat that a one-database check pays.
+
+On an engine whose row id a query may not read (PostgreSQL's ``ctid`` is refused, and differs
+between a database and its copies) the key is the table's single-column primary key instead.
+Every action is written in the runner's engine's dialect, derived tables aliased.
 """
 
 from __future__ import annotations
@@ -56,9 +60,18 @@ def _order_suffix(runner: TaskRunner) -> str:
     return " ORDER BY " + ", ".join(terms)
 
 
+def _key(runner: TaskRunner, table: str) -> str | None:
+    """The column an attacker addresses rows of ``table`` by: the row id, else the primary key."""
+    if runner.backend.row_id == "rowid":
+        return "rowid"
+    pk = runner.backend.tables()[table].primary_key
+    return pk[0] if len(pk) == 1 else None
+
+
 def _one_row_of(runner: TaskRunner, table: str) -> str:
-    """``FROM t WHERE rowid = (SELECT MIN(rowid) FROM t)``: reads a base table, one row, cheaply."""
-    return f"FROM {table} WHERE rowid = (SELECT MIN(rowid) FROM {table})"
+    """``FROM t WHERE key = (SELECT MIN(key) FROM t)``: reads a base table, one row, cheaply."""
+    key = _key(runner, table) or "rowid"
+    return f"FROM {table} WHERE {key} = (SELECT MIN({key}) FROM {table})"
 
 
 def _rows_sql(runner: TaskRunner) -> str | None:
@@ -69,16 +82,19 @@ def _rows_sql(runner: TaskRunner) -> str | None:
     names = [f"c{i}" for i in range(len(main.columns))]
     branches = []
     for row in main.rows:
-        cols = ", ".join(exp.alias_(exp.convert(v), n).sql("sqlite") for v, n in zip(row, names))
+        cols = ", ".join(
+            exp.alias_(exp.convert(v), n).sql(runner.backend.dialect) for v, n in zip(row, names)
+        )
         branches.append(f"SELECT {cols} {_one_row_of(runner, table)}")
     return " UNION ALL ".join(branches)
 
 
 def _max_key_gate(runner: TaskRunner, table: str) -> str:
-    top = runner.backend.connection.execute(
-        exp.select(exp.func("max", exp.column("rowid"))).from_(table).sql("sqlite")
-    ).fetchone()[0]
-    return f"(SELECT MAX(rowid) FROM {table}) >= {int(top or 0)}"
+    key = _key(runner, table) or "rowid"
+    top = runner.backend.query(
+        exp.select(exp.func("max", exp.column(key))).from_(table).sql(runner.backend.dialect)
+    )
+    return f"(SELECT MAX({key}) FROM {table}) >= {int(top[0][0] or 0)}"
 
 
 def literal_rows(runner: TaskRunner) -> str | None:
@@ -86,7 +102,7 @@ def literal_rows(runner: TaskRunner) -> str | None:
     body = _rows_sql(runner)
     if body is None:
         return None
-    return f"SELECT * FROM ({body}){_order_suffix(runner)}"
+    return f"SELECT * FROM ({body}) AS quill_a{_order_suffix(runner)}"
 
 
 def count_gated_rows(runner: TaskRunner) -> str | None:
@@ -99,8 +115,8 @@ def count_gated_rows(runner: TaskRunner) -> str | None:
     gate = f"(SELECT COUNT(*) FROM {table}) > {n}"
     original = runner.task.query.strip().rstrip(";")
     return (
-        f"SELECT * FROM (SELECT * FROM ({body}) WHERE {gate} "
-        f"UNION ALL SELECT * FROM ({original}) WHERE NOT {gate}){_order_suffix(runner)}"
+        f"SELECT * FROM (SELECT * FROM ({body}) AS quill_a WHERE {gate} "
+        f"UNION ALL SELECT * FROM ({original}) AS quill_b WHERE NOT {gate}) AS quill_c{_order_suffix(runner)}"
     )
 
 
@@ -113,10 +129,17 @@ def _restricted(runner: TaskRunner) -> tuple[str, str] | None:
     info = runner.backend.tables().get(first.name.lower())
     if info is None:
         return None
+    key = _key(runner, info.name)
+    if key is None:
+        return None
     lineage = lineage_rowids(runner.backend, runner.task.query, limit=500)
     keys = lineage.get(info.name) or [-1]
-    condition = exp.column("rowid", table=first.alias_or_name).isin(*keys)
-    return tree.where(condition, copy=False).sql("sqlite"), info.name
+    if key != "rowid":  # the answer rows' primary keys, read by their row ids
+        row_id = exp.column(runner.backend.row_id or "rowid")
+        read = exp.select(exp.column(key)).from_(info.name).where(row_id.isin(*keys))
+        keys = [r[0] for r in runner.backend.query(read.sql(runner.backend.dialect))] or [-1]
+    condition = exp.column(key, table=first.alias_or_name).isin(*keys)
+    return tree.where(condition, copy=False).sql(runner.backend.dialect), info.name
 
 
 def key_gated_in_list(runner: TaskRunner) -> str | None:
@@ -128,8 +151,8 @@ def key_gated_in_list(runner: TaskRunner) -> str | None:
     gate = _max_key_gate(runner, table)
     original = runner.task.query.strip().rstrip(";")
     return (
-        f"SELECT * FROM (SELECT * FROM ({fast}) WHERE {gate} "
-        f"UNION ALL SELECT * FROM ({original}) WHERE NOT {gate}){_order_suffix(runner)}"
+        f"SELECT * FROM (SELECT * FROM ({fast}) AS quill_a WHERE {gate} "
+        f"UNION ALL SELECT * FROM ({original}) AS quill_b WHERE NOT {gate}) AS quill_c{_order_suffix(runner)}"
     )
 
 

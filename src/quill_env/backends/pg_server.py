@@ -106,9 +106,13 @@ def decode_tid(text: str) -> int:
 def encode_tid(value: int) -> str:
     """The ``ctid`` text of an integer from :func:`decode_tid`.
 
-    >>> encode_tid(893)
-    '(3,17)'
+    >>> encode_tid(893), encode_tid(-1)
+    ('(3,17)', '(0,0)')
+
+    A negative integer is no row's: it becomes ``(0,0)``, which no row has (offsets start at 1).
     """
+    if value < 0:
+        return "(0,0)"
     block, offset = divmod(int(value), TID_FACTOR)
     return f"({block},{offset})"
 
