@@ -74,8 +74,10 @@ from quill_env.backends.base import (
 )
 from quill_env.errors import DatabaseError, EngineError, IndexBuildError
 
-FETCH_ROWS = 2048
-"""Rows fetched from the cursor at a time."""
+FETCH_CHUNK = 50_000
+"""The most rows fetched from the cursor at a time (a row cap fetches one more than it allows, at once)."""
+
+FETCH = pgsql.SQL("FETCH FORWARD {} FROM {}")
 
 CURSOR = "quill_cursor"
 
@@ -428,33 +430,12 @@ class PostgresBackend(Backend):
 
     def _harness_sql(self, sql: str, params: Sequence[object]) -> tuple[str, list]:
         """``sql`` with numbered placeholders, and ``ctid`` compared with integers as tids."""
-        text = _numbered(sql)
+        text, tid_params = _harness_text(sql)
         values = list(params)
-        if "ctid" not in text.lower():
-            return text, values
-        try:
-            tree = sqlglot.parse_one(text, read="postgres")
-        except sqlglot.errors.SqlglotError:
-            return text, values
-        changed = False
-        for node in list(tree.find_all(exp.Column)):
-            if node.name.lower() != "ctid":
-                continue
-            parent = node.parent
-            others: list[exp.Expression] = []
-            if isinstance(parent, exp.In) and parent.this is node:
-                others = list(parent.expressions)
-            elif isinstance(parent, (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)):
-                others = [parent.expression if parent.this is node else parent.this]
-            for other in others:
-                if isinstance(other, exp.Literal) and not other.is_string:
-                    other.replace(exp.Literal.string(pg_server.encode_tid(int(other.this))))
-                    changed = True
-                elif isinstance(other, exp.Parameter):
-                    index = int(other.this.this) - 1
-                    if 0 <= index < len(values) and isinstance(values[index], int):
-                        values[index] = pg_server.encode_tid(values[index])
-        return (tree.sql("postgres") if changed else text), values
+        for index in tid_params:
+            if index < len(values) and isinstance(values[index], int):
+                values[index] = pg_server.encode_tid(values[index])
+        return text, values
 
     @contextlib.contextmanager
     def transient(self) -> Iterator[None]:
@@ -489,7 +470,19 @@ class PostgresBackend(Backend):
     def _gate_catalog(self) -> pg_gate.Catalog:
         if self._catalog is None:
             functions, types = _allowed(self._server, self._pool, self._schema)
-            self._catalog = pg_gate.Catalog(functions, types, frozenset(self.tables()), self._schema)
+            if self._tables is not None:
+                names = frozenset(self._tables)
+            else:
+                with self._lock, self._connection() as conn:
+                    names = frozenset(
+                        str(r[0]).lower()
+                        for r in conn.pg.execute(
+                            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                            "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm')",
+                            (self._schema,),
+                        )
+                    )
+            self._catalog = pg_gate.Catalog(functions, types, names, self._schema)
         return self._catalog
 
     # --- execution -------------------------------------------------------------------------
@@ -531,68 +524,69 @@ class PostgresBackend(Backend):
         facts = self._server.facts
         timer = self._timer
         nested = self._held is not None
+        text = sql.strip().rstrip(";")
         rows: list[tuple] = []
         columns: list[str] = []
         status, error, kind = ExecStatus.OK, "", ""
         plan: dict | None = None
+        settings: list[tuple[str, str]] = []
+        if budget.max_seconds is not None:
+            settings.append(("statement_timeout", str(max(1, int(budget.max_seconds * 1000) + 50))))
+        if facts["auto_explain"]:  # superuser settings first: the reader role may not set them
+            settings.append(("auto_explain.log_min_duration", "0"))
+            if budget.max_heap_bytes is not None:
+                settings.append(("temp_file_limit", str(max(1024, budget.max_heap_bytes // 1024))))
+        if sandboxed:
+            settings.append(("transaction_read_only", "on"))
+            if facts["reader"]:
+                settings.append(("role", pg_server.READER_ROLE))
+        begin = (
+            "SAVEPOINT quill_run"
+            if nested
+            else "BEGIN ISOLATION LEVEL REPEATABLE READ" + (" READ ONLY" if sandboxed else "")
+        )
+        calls = pgsql.SQL(", ").join(
+            pgsql.SQL("set_config({}, {}, true)").format(pgsql.Literal(k), pgsql.Literal(v))
+            for k, v in settings
+        )
+        end = (
+            "ROLLBACK TO SAVEPOINT quill_run; RELEASE SAVEPOINT quill_run"
+            if nested
+            else ("ROLLBACK" if sandboxed else "COMMIT")
+        )
         start = timer()
         watchdog = _Watchdog(pg, budget.max_seconds)
         try:
-            if nested:
-                pg.execute("SAVEPOINT quill_run")
-            else:
-                pg.execute("BEGIN ISOLATION LEVEL REPEATABLE READ" + (" READ ONLY" if sandboxed else ""))
+            pg.execute(
+                begin + ("; " + pgsql.SQL("SELECT {}").format(calls).as_string(pg) if settings else "")
+            )
             try:
-                if budget.max_seconds is not None:
-                    ms = max(1, int(budget.max_seconds * 1000) + 50)
-                    pg.execute(pgsql.SQL("SET LOCAL statement_timeout = {}").format(pgsql.Literal(ms)))
-                if facts["auto_explain"]:  # superuser settings first: the reader role may not set them
-                    pg.execute("SET LOCAL auto_explain.log_min_duration = 0")
-                    if budget.max_heap_bytes is not None:
-                        kb = max(1024, budget.max_heap_bytes // 1024)
-                        pg.execute(pgsql.SQL("SET LOCAL temp_file_limit = {}").format(pgsql.Literal(kb)))
-                if sandboxed:
-                    pg.execute("SET LOCAL transaction_read_only = on")
-                    if facts["reader"]:
-                        pg.execute(
-                            pgsql.SQL("SET LOCAL ROLE {}").format(pgsql.Identifier(pg_server.READER_ROLE))
-                        )
                 conn.notices.clear()
                 declare = pgsql.SQL("DECLARE {} NO SCROLL CURSOR FOR ").format(pgsql.Identifier(CURSOR))
-                pg.execute(declare.as_string(pg)
-                           + sql.strip().rstrip(";"))  # fmt: skip
-                fetch = pgsql.SQL("FETCH FORWARD {} FROM {}")
+                _single(pg, declare.as_string(pg) + text)  # one statement, whatever the text holds
                 cap = budget.max_rows
                 while True:
-                    want = FETCH_ROWS if cap is None else max(1, min(FETCH_ROWS, cap + 1 - len(rows)))
-                    cur = pg.execute(fetch.format(pgsql.Literal(want), pgsql.Identifier(CURSOR)))
+                    want = FETCH_CHUNK if cap is None else max(1, min(FETCH_CHUNK, cap + 1 - len(rows)))
+                    cur = pg.execute(FETCH.format(pgsql.Literal(want), pgsql.Identifier(CURSOR)))
                     if not columns and cur.description:
                         columns = [d.name for d in cur.description]
                     chunk = cur.fetchall()
-                    if not chunk:
-                        break
                     rows.extend(tuple(r) for r in chunk)
                     if cap is not None and len(rows) > cap:
                         del rows[cap + 1 :]
                         status, error = ExecStatus.ROW_CAP, f"more than {cap:,} rows"
                         break
+                    if len(chunk) < want:
+                        break
                 pg.execute(pgsql.SQL("CLOSE {}").format(pgsql.Identifier(CURSOR)))
                 if status is ExecStatus.OK:
                     plan = _plan_from_notices(conn.notices)
                     if plan is None:
-                        cur = pg.execute(
-                            "EXPLAIN (ANALYZE, BUFFERS, TIMING OFF, FORMAT JSON) " + sql.strip().rstrip(";")
-                        )
+                        cur = _single(pg, "EXPLAIN (ANALYZE, BUFFERS, TIMING OFF, FORMAT JSON) " + text)
                         plan = _json_plan(cur.fetchone()[0])
             finally:
                 with contextlib.suppress(psycopg.Error):
-                    if nested:
-                        pg.execute("ROLLBACK TO SAVEPOINT quill_run")
-                        pg.execute("RELEASE SAVEPOINT quill_run")
-                    elif sandboxed:
-                        pg.execute("ROLLBACK")
-                    else:
-                        pg.execute("COMMIT")
+                    pg.execute(end)
         except psycopg.Error as err:
             status, error, kind = _classify(err)
         except (MemoryError, RecursionError) as err:
@@ -641,7 +635,7 @@ class PostgresBackend(Backend):
                         pg.execute(
                             pgsql.SQL("SET LOCAL ROLE {}").format(pgsql.Identifier(pg_server.READER_ROLE))
                         )
-                    cur = pg.execute("EXPLAIN " + self._on_schema(sql).strip().rstrip(";"))
+                    cur = _single(pg, "EXPLAIN " + self._on_schema(sql).strip().rstrip(";"))
                     lines = [r[0] for r in cur.fetchall()]
                     raise _Rollback(lines)
             except _Rollback as done:
@@ -732,7 +726,7 @@ class PostgresBackend(Backend):
                             made = pg.execute("SELECT indexname FROM hypopg_create_index(%s)", (ddl_text,))
                             names.append(str(made.fetchone()[0]))
                         explain = "EXPLAIN " + self._on_schema(sql).strip().rstrip(";")
-                        lines = [r[0] for r in pg.execute(explain)]
+                        lines = [r[0] for r in _single(pg, explain)]
                     finally:
                         pg.execute("SELECT hypopg_reset()")
                     raise _Rollback(lines)
@@ -818,12 +812,69 @@ def _savepoint(pg: psycopg.Connection, nested: bool) -> Iterator[None]:
     pg.execute("RELEASE SAVEPOINT quill_stmt")
 
 
+@functools.lru_cache(maxsize=4096)
+def _harness_text(sql: str) -> tuple[str, tuple[int, ...]]:
+    """A harness statement as the server runs it, and which parameters are row ids.
+
+    Cached: the same statements run for every row and every variant. Placeholders are numbered
+    (:func:`_numbered`); an integer compared with ``ctid`` becomes the tid it stands for, and a
+    parameter compared with it is listed (0-based) for conversion.
+    """
+    text = _numbered(sql)
+    if "ctid" not in text.lower():
+        return text, ()
+    try:
+        tree = sqlglot.parse_one(text, read="postgres")
+    except sqlglot.errors.SqlglotError:
+        return text, ()
+    changed = False
+    params: list[int] = []
+    for node in list(tree.find_all(exp.Column)):
+        if node.name.lower() != "ctid":
+            continue
+        parent = node.parent
+        others: list[exp.Expression] = []
+        if isinstance(parent, exp.In) and parent.this is node:
+            others = list(parent.expressions)
+        elif isinstance(parent, (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)):
+            others = [parent.expression if parent.this is node else parent.this]
+        for other in others:
+            number = _integer_literal(other)
+            if number is not None:
+                other.replace(exp.Literal.string(pg_server.encode_tid(number)))
+                changed = True
+            elif isinstance(other, exp.Parameter):
+                params.append(int(other.this.this) - 1)
+    return (tree.sql("postgres") if changed else text), tuple(params)
+
+
+def _integer_literal(node: exp.Expression) -> int | None:
+    """The integer a literal (or a negated one) stands for, else ``None``."""
+    sign = 1
+    if isinstance(node, exp.Neg):
+        node, sign = node.this, -1
+    if isinstance(node, exp.Literal) and not node.is_string:
+        try:
+            return sign * int(node.this)
+        except ValueError:
+            return None
+    return None
+
+
+def _single(pg: psycopg.Connection, sql: str) -> psycopg.Cursor:
+    """Run ``sql`` as one prepared statement: the server refuses a text of several statements."""
+    cur = psycopg.RawCursor(pg)
+    cur.execute(sql, prepare=True)
+    return cur
+
+
 def _run(pg: psycopg.Connection, sql: str, params: Sequence[object] = ()) -> psycopg.Cursor:
     cur = psycopg.RawCursor(pg) if params else pg.cursor()
     cur.execute(sql, list(params) if params else None)
     return cur
 
 
+@functools.lru_cache(maxsize=4096)
 def _numbered(sql: str) -> str:
     """``sql`` with its ``%s`` or ``?`` placeholders as ``$1``, ``$2``, ... (strings untouched).
 
@@ -1156,7 +1207,6 @@ def _introspect(pg: psycopg.Connection, schema: str, *, count_rows: bool = True)
                 continue
             indexes.append(IndexInfo(iname, tuple(json.loads(icols)), bool(unique), "c", str(isql)))
         column_defs = [f"{_ident(c)} {t}{' NOT NULL' if nn else ''}" for c, t, nn in cols]
-        sql = f"CREATE TABLE {_ident(name)} ({', '.join(column_defs + parts)})"
         columns = tuple(
             ColumnInfo(c, str(t).upper(), bool(nn) or c in pk, pk.index(c) + 1 if c in pk else 0)
             for c, t, nn in cols
@@ -1167,13 +1217,18 @@ def _introspect(pg: psycopg.Connection, schema: str, *, count_rows: bool = True)
                 pg.execute(pgsql.SQL("SELECT COUNT(*) FROM {}").format(pgsql.Identifier(name))).fetchone()[0]
             )
         all_keys = keys + kept
+        shown = [
+            f"FOREIGN KEY ({', '.join(map(_ident, k.columns))}) REFERENCES {_ident(k.ref_table)}"
+            + (f" ({', '.join(map(_ident, k.ref_columns))})" if k.ref_columns else "")
+            for k in all_keys
+        ]
         out[name.lower()] = TableInfo(
             name=name,
             columns=columns,
             foreign_keys=tuple(all_keys),
             indexes=tuple(indexes),
             row_count=count,
-            sql=ddl.with_foreign_keys(sql, all_keys, "postgres"),
+            sql=f"CREATE TABLE {_ident(name)} ({', '.join(column_defs + parts + shown)})",
         )
     return out
 
