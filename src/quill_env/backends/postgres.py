@@ -263,8 +263,9 @@ class PostgresBackend(Backend):
                     _copy_rows(pg, table, list(zip(*cols.values())), list(cols))
                 _finish_template(pg, server)
             server.set_comment(building, quill="suite", key=key, complete=True)
-            if server.exists(name):
-                server.drop(name)
+            if server.exists(name):  # another process finished first: its copy is the same data
+                server.drop(building)
+                return server.url(name)
             server.rename(building, name)
         except BaseException:
             server.drop(building)
