@@ -272,7 +272,7 @@ class Server:
                 make_conninfo(**self.params, dbname=dbname), autocommit=True, connect_timeout=10
             )
         except psycopg.Error as err:
-            raise DatabaseError(f"cannot connect to {self.describe(dbname)}: {_first_line(err)}") from None
+            raise DatabaseError(f"cannot connect to {self.describe(dbname)}: {first_line(err)}") from None
         return conn
 
     def open(self, dbname: str) -> _Conn:
@@ -415,7 +415,7 @@ class Server:
                 )
             except psycopg.Error as err:
                 raise DatabaseError(
-                    f"cannot create database {name} on {self.describe()}: {_first_line(err)}"
+                    f"cannot create database {name} on {self.describe()}: {first_line(err)}"
                 ) from None
         if kind != "suite":
             with self._lock:
@@ -541,7 +541,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message (no statement excerpt), at most 500 characters."""
     return str(err).strip().split("\n", 1)[0][:500]
 
 
@@ -582,7 +583,7 @@ def parse(url: str) -> tuple[Server, str]:
     try:
         params = conninfo_to_dict(_libpq_url(url))
     except psycopg.ProgrammingError as err:
-        raise DatabaseError(f"cannot read the PostgreSQL URL {redact(url)!r}: {_first_line(err)}") from None
+        raise DatabaseError(f"cannot read the PostgreSQL URL {redact(url)!r}: {first_line(err)}") from None
     dbname = params.get("dbname") or os.environ.get("PGDATABASE", "")
     if not dbname:
         raise DatabaseError(f"the PostgreSQL URL {redact(url)!r} names no database")
@@ -607,7 +608,7 @@ def scratch_server(source: Server) -> Server:
     try:
         params = conninfo_to_dict(_libpq_url(url))
     except psycopg.ProgrammingError as err:
-        raise DatabaseError(f"cannot read {SCRATCH_URL_ENV}: {_first_line(err)}") from None
+        raise DatabaseError(f"cannot read {SCRATCH_URL_ENV}: {first_line(err)}") from None
     return server_for(params)
 
 
@@ -626,13 +627,16 @@ def _close_servers() -> None:
 
 
 __all__ = [
+    "LOCKED_FUNCTIONS",
     "READER_ROLE",
     "SCRATCH_URL_ENV",
     "Pool",
     "Server",
     "decode_tid",
     "encode_tid",
+    "first_line",
     "is_postgres_url",
+    "lock_functions",
     "parse",
     "redact",
     "scratch_server",
