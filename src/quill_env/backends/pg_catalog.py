@@ -18,14 +18,19 @@ import threading
 import warnings
 from collections.abc import Sequence
 
-import psycopg
-from psycopg import sql as pgsql
 from sqlglot import exp
+
+from quill_env.errors import DatabaseError, MissingExtraError
+
+try:
+    import psycopg
+    from psycopg import sql as pgsql
+except ImportError:  # pragma: no cover - the postgres extra is not installed
+    raise MissingExtraError("postgres", "psycopg") from None
 
 from quill_env.backends import ddl, pg_gate
 from quill_env.backends.base import ColumnInfo, ForeignKey, IndexInfo, TableInfo
 from quill_env.backends.pg_server import READER_ROLE, Pool, Server, first_line, lock_functions
-from quill_env.errors import DatabaseError
 
 
 def copy_rows(
