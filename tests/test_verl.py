@@ -78,7 +78,7 @@ def test_quill_tasks_export_verl_needs_out_and_engine_needs_verl(tmp_path, capsy
     assert "needs --out FILE.parquet" in capsys.readouterr().err
     argv = ["tasks", "export", "--suite", "shop", "--engine", "duckdb", "--out", str(tmp_path / "t.jsonl")]
     assert main(argv) == 2
-    assert "--engine is for --format verl" in " ".join(capsys.readouterr().err.split())
+    assert "--engine is for build and --format verl" in " ".join(capsys.readouterr().err.split())
 
 
 @needs(PYTHON, "QUILL_VERL_PYTHON", SETUP)
