@@ -294,6 +294,16 @@ CORPUS: list = [
     pytest.param("nondeterministic", "SELECT u.id FROM users u TABLESAMPLE BERNOULLI (50)", id="tablesample"),
     pytest.param("nondeterministic", IX + SLOW_SQL + " AND CURRENT_USER IS NOT NULL", id="current-user"),
     pytest.param("nondeterministic", "SELECT u.id, gen_random_uuid() FROM users u", id="gen-random-uuid"),
+    pytest.param(
+        "bomb",
+        "SELECT u.id, length(repeat(u.name, u.id * u.id * u.id)) FROM users u WHERE u.country = 'NZ'",
+        id="repeat-bomb",
+    ),
+    pytest.param(
+        "bomb",
+        "SELECT u.id, length(lpad(u.name, u.id * u.id * u.id)) FROM users u WHERE u.country = 'NZ'",
+        id="lpad-bomb",
+    ),
     # non-determinism
     pytest.param("nondeterministic", "SELECT u.id, random() FROM users u", id="random"),
     pytest.param("nondeterministic", "SELECT u.id, randomblob(8) FROM users u", id="randomblob"),

@@ -42,19 +42,26 @@ UNMETERED_CLASSES: dict[type[exp.Expression], str] = {
     exp.JSONObjectAgg: "json_group_object",
     exp.JSONObject: "json_object",
     exp.Collate: "COLLATE",
+    exp.Repeat: "repeat",
+    exp.Pad: "lpad",
+    exp.RegexpReplace: "regexp_replace",
+    exp.ArrayAgg: "array_agg",
 }
-"""sqlglot node classes of string-building or super-linear functions, by SQLite name."""
+"""sqlglot node classes of string-building or super-linear functions, by SQLite name (and, for
+functions SQLite lacks, by their DuckDB/PostgreSQL name: ``repeat``, ``lpad``/``rpad``,
+``regexp_replace``, ``array_agg``: one row's value grows without the row counters seeing it)."""
 
 UNMETERED_NAMES = frozenset(
     {
         "printf", "format", "zeroblob", "quote", "json", "jsonb", "json_array", "json_insert",
         "json_replace", "json_set", "json_patch", "json_remove", "json_quote", "char", "hex",
-        "unhex", "replace", "instr", "concat", "concat_ws", "group_concat", "string_agg",
+        "unhex", "replace", "instr", "concat", "concat_ws", "group_concat", "string_agg", "repeat",
+        "lpad", "rpad", "regexp_replace", "array_agg",
     }
 )  # fmt: skip
 """The same functions as SQLite names them (reached as ``Anonymous`` nodes)."""
 
-_ALIASES = {"format": "printf", "string_agg": "group_concat"}
+_ALIASES = {"format": "printf", "string_agg": "group_concat", "rpad": "lpad"}
 
 
 def unmetered_uses(tree: exp.Expression) -> set[str]:

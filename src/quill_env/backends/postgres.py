@@ -416,7 +416,9 @@ class PostgresBackend(Backend):
             pg = conn.pg
             try:
                 with _savepoint(pg, self._held is not None) if self._held is not None else pg.transaction():
-                    psycopg.RawCursor(pg).executemany(text, [values for _, values in converted])
+                    cur = psycopg.RawCursor(pg)
+                    for _, values in converted:  # one by one: psycopg's pipelined executemany
+                        cur.execute(text, values)  # warns on stderr when a row is refused
             except psycopg.Error as err:
                 raise EngineError(pg_server.first_line(err)) from None
         for _, values in converted:
