@@ -26,8 +26,9 @@ from __future__ import annotations
 import abc
 import contextlib
 import os
+import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import ClassVar, Protocol
@@ -468,6 +469,67 @@ class Backend(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class Watchdog:
+    """Calls ``action`` (an engine's interrupt or cancel) when ``seconds`` pass before :meth:`stop`.
+
+    A timer thread; ``seconds=None`` starts none. After :meth:`stop` returns, ``action`` is not
+    called any more, so a statement that ended in time is never interrupted afterwards.
+
+    >>> calls = []
+    >>> with Watchdog(lambda: calls.append(1), 0.0) as dog:
+    ...     _ = dog._done.wait(1.0) or dog._thread.join()
+    >>> dog.fired, calls
+    (True, [1])
+    """
+
+    def __init__(self, action: Callable[[], object], seconds: float | None) -> None:
+        self._action = action
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self.fired = False
+        """Whether ``action`` was called."""
+        self._thread: threading.Thread | None = None
+        if seconds is not None:
+            self._thread = threading.Thread(target=self._run, args=(max(seconds, 0.0),), daemon=True)
+            self._thread.start()
+
+    def _run(self, seconds: float) -> None:
+        if self._done.wait(seconds):
+            return
+        with self._lock:
+            if not self._done.is_set():
+                self.fired = True
+                with contextlib.suppress(Exception):
+                    self._action()
+
+    def stop(self) -> None:
+        """Stop the timer; after this returns, ``action`` is not called."""
+        with self._lock:
+            self._done.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def __enter__(self) -> Watchdog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def largest_value(rows: Sequence[tuple]) -> int:
+    """The size in bytes of the largest string or blob in ``rows`` (how a value-size budget is checked).
+
+    >>> largest_value([(1, "ab"), (b"xyz", None)])
+    3
+    """
+    largest = 0
+    for row in rows:
+        for value in row:
+            if isinstance(value, (str, bytes, bytearray, memoryview)):
+                largest = max(largest, len(value.encode()) if isinstance(value, str) else len(value))
+    return largest
 
 
 @contextlib.contextmanager

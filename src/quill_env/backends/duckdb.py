@@ -101,6 +101,8 @@ from quill_env.backends.base import (
     SandboxRules,
     TableInfo,
     Timer,
+    Watchdog,
+    largest_value,
 )
 
 DEFAULT_HEAP_BYTES = 512 << 20
@@ -222,41 +224,6 @@ class _Gate:
     error: str = ""
     kind: str = ""
     tables: frozenset[str] = frozenset()
-
-
-class _Watchdog:
-    """Interrupts the connection when ``seconds`` pass before :meth:`stop` (a timer thread)."""
-
-    def __init__(self, connection: duckdb.DuckDBPyConnection, seconds: float | None) -> None:
-        self._conn = connection
-        self._done = threading.Event()
-        self._lock = threading.Lock()
-        self.fired = False
-        self._thread: threading.Thread | None = None
-        if seconds is not None:
-            self._thread = threading.Thread(target=self._run, args=(max(seconds, 0.0),), daemon=True)
-            self._thread.start()
-
-    def _run(self, seconds: float) -> None:
-        if self._done.wait(seconds):
-            return
-        with self._lock:
-            if not self._done.is_set():
-                self.fired = True
-                self._conn.interrupt()
-
-    def stop(self) -> None:
-        """Stop the timer; after this returns, no interrupt is sent."""
-        with self._lock:
-            self._done.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    def __enter__(self) -> _Watchdog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def _connect() -> duckdb.DuckDBPyConnection:
@@ -696,7 +663,7 @@ class DuckDBBackend(Backend):
         status, error, kind = ExecStatus.OK, "", ""
         tables_read: frozenset[str] = frozenset()
         profile: dict | None = None
-        watchdog = _Watchdog(conn, budget.max_seconds)
+        watchdog = Watchdog(conn.interrupt, budget.max_seconds)
         try:
             gate = self._gate(sql) if sandboxed else _Gate()
             if gate.status is not None:
@@ -745,7 +712,7 @@ class DuckDBBackend(Backend):
         if status is ExecStatus.OK and budget.max_work is not None and work > budget.max_work:
             status, error = ExecStatus.TIMEOUT, f"work {work:,} exceeded the budget of {budget.max_work:,}"
         limit = budget.max_value_bytes
-        if status is ExecStatus.OK and limit is not None and _largest_value(rows) > limit:
+        if status is ExecStatus.OK and limit is not None and largest_value(rows) > limit:
             status, error, kind = ExecStatus.DENIED, "a value exceeds the size limit", "too_big"
             rows = []
         if status is not ExecStatus.OK:
@@ -922,7 +889,7 @@ class DuckDBBackend(Backend):
 
     def _build(self, statements: Sequence[str], budget: Budget) -> None:
         work = 0
-        with _Watchdog(self._conn, budget.max_seconds) as watchdog:
+        with Watchdog(self._conn.interrupt, budget.max_seconds) as watchdog:
             try:
                 for stmt in statements:
                     self._conn.execute(stmt)
@@ -1106,13 +1073,3 @@ def _counters(profile: Mapping[str, Any]) -> dict[str, int]:
         "memory_allocated": int(profile.get("total_memory_allocated", 0) or 0),
         "peak_buffer_memory": int(profile.get("system_peak_buffer_memory", 0) or 0),
     }
-
-
-def _largest_value(rows: Sequence[tuple]) -> int:
-    largest = 0
-    for row in rows:
-        for value in row:
-            if isinstance(value, (str, bytes, bytearray, memoryview)):
-                size = len(value.encode()) if isinstance(value, str) else len(value)
-                largest = max(largest, size)
-    return largest

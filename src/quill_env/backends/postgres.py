@@ -67,6 +67,8 @@ from quill_env.backends.base import (
     SandboxRules,
     TableInfo,
     Timer,
+    Watchdog,
+    largest_value,
 )
 from quill_env.errors import DatabaseError, EngineError, IndexBuildError
 
@@ -560,7 +562,7 @@ class PostgresBackend(Backend):
             else ("ROLLBACK" if sandboxed else "COMMIT")
         )
         start = timer()
-        watchdog = _Watchdog(pg, budget.max_seconds)
+        watchdog = Watchdog(functools.partial(pg.cancel_safe, timeout=5.0), budget.max_seconds)
         try:
             pg.execute(
                 begin + ("; " + pgsql.SQL("SELECT {}").format(calls).as_string(pg) if settings else "")
@@ -612,7 +614,7 @@ class PostgresBackend(Backend):
         if (
             status is ExecStatus.OK
             and budget.max_value_bytes is not None
-            and _largest(rows) > budget.max_value_bytes
+            and largest_value(rows) > budget.max_value_bytes
         ):
             status, error, kind, rows = ExecStatus.DENIED, "a value exceeds the size limit", "too_big", []
         if status is ExecStatus.OK and not sandboxed:
@@ -688,7 +690,7 @@ class PostgresBackend(Backend):
         if budget.max_seconds is not None:
             ms = max(1, int(budget.max_seconds * 1000))
             pg.execute(pgsql.SQL("SET LOCAL statement_timeout = {}").format(pgsql.Literal(ms)))
-        with _Watchdog(pg, budget.max_seconds) as watchdog:
+        with Watchdog(functools.partial(pg.cancel_safe, timeout=5.0), budget.max_seconds) as watchdog:
             for i, spec in enumerate(indexes):
                 work += max(1, int(counts.get(spec.table.lower(), 0)))
                 if budget.max_work is not None and work > budget.max_work:
@@ -916,42 +918,6 @@ def _numbered(sql: str) -> str:
     return "".join(out) + sql[last:]
 
 
-class _Watchdog:
-    """Cancels the connection's statement when ``seconds`` pass before :meth:`stop`."""
-
-    def __init__(self, pg: psycopg.Connection, seconds: float | None) -> None:
-        self._pg = pg
-        self._done = threading.Event()
-        self._lock = threading.Lock()
-        self.fired = False
-        self._thread: threading.Thread | None = None
-        if seconds is not None:
-            self._thread = threading.Thread(target=self._run, args=(max(seconds, 0.0) + 0.25,), daemon=True)
-            self._thread.start()
-
-    def _run(self, seconds: float) -> None:
-        if self._done.wait(seconds):
-            return
-        with self._lock:
-            if not self._done.is_set():
-                self.fired = True
-                with contextlib.suppress(Exception):
-                    self._pg.cancel_safe(timeout=5.0)
-
-    def stop(self) -> None:
-        """Stop the timer; after this returns, no cancel is sent."""
-        with self._lock:
-            self._done.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    def __enter__(self) -> _Watchdog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
 def _classify(err: psycopg.Error) -> tuple[ExecStatus, str, str]:
     """Status, message and data-free kind of a server error."""
     message = pg_server.first_line(err)
@@ -983,15 +949,6 @@ def _plan_from_notices(notices: list[str]) -> dict | None:
 def _json_plan(value: Any) -> dict | None:
     raw = json.loads(value) if isinstance(value, str) else value
     return raw[0] if isinstance(raw, list) and raw else None
-
-
-def _largest(rows: Sequence[tuple]) -> int:
-    largest = 0
-    for row in rows:
-        for value in row:
-            if isinstance(value, (str, bytes, bytearray, memoryview)):
-                largest = max(largest, len(value.encode()) if isinstance(value, str) else len(value))
-    return largest
 
 
 def _slug(text: str) -> str:
