@@ -447,16 +447,25 @@ class PostgresBackend(Backend):
     @contextlib.contextmanager
     def transient(self) -> Iterator[None]:
         """A transaction (a savepoint inside another) rolled back on exit."""
+        with self._rolled_back("quill_transient"):
+            yield
+
+    @contextlib.contextmanager
+    def _rolled_back(self, savepoint: str) -> Iterator[psycopg.Connection]:
+        """A transaction on the held connection (``savepoint`` inside another), rolled back on
+        exit; the cached tables are as before afterwards.
+        """
         tables_before = self._tables
         with self._lock, self._hold() as conn:
             pg = conn.pg
             nested = self._depth > 0
-            pg.execute("SAVEPOINT quill_transient" if nested else "BEGIN")
+            name = pgsql.Identifier(savepoint).as_string(pg)
+            pg.execute(f"SAVEPOINT {name}" if nested else "BEGIN")
             try:
-                yield
+                yield pg
             finally:
                 with contextlib.suppress(psycopg.Error):
-                    pg.execute("ROLLBACK TO SAVEPOINT quill_transient" if nested else "ROLLBACK")
+                    pg.execute(f"ROLLBACK TO SAVEPOINT {name}" if nested else "ROLLBACK")
                 self._tables = tables_before
                 self._catalog = None
 
@@ -666,22 +675,12 @@ class PostgresBackend(Backend):
             yield
             return
         budget = budget or Budget()
-        tables_before = self._tables
         counts = {k: t.row_count for k, t in self.tables().items()}
-        with self._lock, self._hold() as conn:
-            pg = conn.pg
-            nested = self._depth > 0
-            pg.execute("SAVEPOINT quill_indexes" if nested else "BEGIN")
-            try:
-                self._build(pg, indexes, budget, counts)
-                self._tables = None
-                self._catalog = None
-                yield
-            finally:
-                with contextlib.suppress(psycopg.Error):
-                    pg.execute("ROLLBACK TO SAVEPOINT quill_indexes" if nested else "ROLLBACK")
-                self._tables = tables_before
-                self._catalog = None
+        with self._rolled_back("quill_indexes") as pg:
+            self._build(pg, indexes, budget, counts)
+            self._tables = None
+            self._catalog = None
+            yield
 
     def _build(
         self, pg: psycopg.Connection, indexes: Sequence[IndexSpec], budget: Budget, counts: dict
