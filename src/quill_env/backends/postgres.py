@@ -452,8 +452,9 @@ class PostgresBackend(Backend):
 
     @contextlib.contextmanager
     def _rolled_back(self, savepoint: str) -> Iterator[psycopg.Connection]:
-        """A transaction on the held connection (``savepoint`` inside another), rolled back on
-        exit; the cached tables are as before afterwards.
+        """A transaction on the held connection (``savepoint`` inside another), rolled back on exit.
+
+        The cached tables are as they were before, afterwards.
         """
         tables_before = self._tables
         with self._lock, self._hold() as conn:
