@@ -638,11 +638,16 @@ class PostgresBackend(Backend):
         """The deterministic work of one statement (:func:`quill_env.backends.pg_gate.work_of`)."""
         return pg_gate.work_of(counters)
 
+    def _plan_refused(self, sql: str) -> str | None:
+        """``(no plan: why)`` when the gate refuses ``sql``: no plan of it is made."""
+        gate = pg_gate.check(sql, self._gate_catalog())
+        return f"(no plan: {gate.error})" if gate.status is not None else None
+
     def explain(self, sql: str) -> str:
         """PostgreSQL's plan of ``sql`` (``EXPLAIN``, costs on) as text (``(no plan: ...)`` when refused)."""
-        gate = pg_gate.check(sql, self._gate_catalog())
-        if gate.status is not None:
-            return f"(no plan: {gate.error})"
+        refused = self._plan_refused(sql)
+        if refused is not None:
+            return refused
         with self._lock, self._connection() as conn:
             pg = conn.pg
             try:
@@ -718,9 +723,9 @@ class PostgresBackend(Backend):
         """
         if not indexes or not self._server.facts["hypopg"] or self._held is not None:
             return super().plan_with_indexes(sql, indexes)
-        gate = pg_gate.check(sql, self._gate_catalog())
-        if gate.status is not None:
-            return f"(no plan: {gate.error})"
+        refused = self._plan_refused(sql)
+        if refused is not None:
+            return refused
         with self._lock, self._connection() as conn:
             pg = conn.pg
             try:
