@@ -119,6 +119,12 @@ UNMETERED = [
     ("SELECT a FROM t", "SELECT a FROM t WHERE a LIKE '%' || b", "LIKE"),
     ("SELECT a FROM t", "SELECT (SELECT group_concat(a) FROM t) FROM t", "group_concat"),
     ("SELECT a FROM t", "SELECT a FROM t WHERE zeroblob(10) IS NOT NULL", "zeroblob"),
+    # DuckDB's and PostgreSQL's string builders: one row's value grows where no row counter sees it
+    ("SELECT a FROM t", "SELECT length(repeat(a, b * b)) FROM t", "repeat"),
+    ("SELECT a FROM t", "SELECT length(lpad(a, b * b)) FROM t", "lpad"),
+    ("SELECT a FROM t", "SELECT length(rpad(a, b * b)) FROM t", "lpad"),
+    ("SELECT a FROM t", "SELECT a FROM t WHERE regexp_replace(a, 'x', 'y') <> ''", "regexp_replace"),
+    ("SELECT a FROM t", "SELECT (SELECT array_agg(a) FROM t) FROM t", "array_agg"),
 ]
 
 
