@@ -140,3 +140,15 @@ def test_plain_patterns_and_columns_are_metered():
     check_unmetered(
         q("SELECT a FROM t"), q("SELECT a FROM t WHERE a LIKE 'x%' AND b LIKE c AND lower(a) = 'x'")
     )
+
+
+def test_decimal_constants_are_numbers():
+    """DuckDB evaluates ``NULLIF(7.0, 0)`` (its port of ``/ 7.0``) as a DECIMAL: the original's own
+    constant must be allowed by value (it was refused, so the tpch Q17 references were rejected)."""
+    from decimal import Decimal
+
+    from quill_env.provenance import allowed_constants, value_key
+
+    allowed = allowed_constants([Decimal("7.0"), Decimal("0.2")])
+    assert value_key(Decimal("7.0")) in allowed and value_key(7) in allowed and value_key(8) in allowed
+    assert value_key(Decimal("4711.5")) not in allowed

@@ -25,6 +25,7 @@ positions in ``ORDER BY``/``GROUP BY`` are positions, not values.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -96,9 +97,12 @@ def value_key(value: Value) -> tuple | None:
 
     >>> value_key(100) == value_key(100.0), value_key("100") == value_key(100)
     (True, False)
+    >>> value_key(decimal.Decimal("7.0")) == value_key(7)  # DuckDB evaluates 7.0 as a DECIMAL
+    True
     """
     if value is None or value is FAILED:
         return None
+    value = _plain_number(value)
     if isinstance(value, bool):
         return ("n", int(value))
     if isinstance(value, int):
@@ -232,9 +236,16 @@ def constants(
 # --- derivations ---------------------------------------------------------------------------
 
 
+def _plain_number(value: Value) -> Value:
+    """A ``Decimal`` (how DuckDB and PostgreSQL return decimal constants) as the int or float it is."""
+    if isinstance(value, decimal.Decimal) and value.is_finite():
+        return int(value) if value == value.to_integral_value() and abs(value) < 2**53 else float(value)
+    return value
+
+
 def _numbers(values: Iterable[Value]) -> set[int | float]:
     out: set[int | float] = set()
-    for v in values:
+    for v in map(_plain_number, values):
         if isinstance(v, bool):
             out.add(int(v))
         elif isinstance(v, (int, float)) and math.isfinite(v):
